@@ -1,0 +1,30 @@
+"""Model runtimes behind one interface: a suffix -> engine class map.
+
+``.onnx`` runs on ONNX Runtime (CPU, CUDA or TensorRT execution provider). Each runtime lives in
+its own module and is imported only when a model of its kind is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from inference.engines.base import Engine, EngineOptions
+from inference.errors import EngineError
+
+ENGINES: dict[str, str] = {
+    ".onnx": "inference.engines.onnxruntime:OnnxRuntimeEngine",
+}
+
+
+def load_engine(path: str | Path, options: EngineOptions = EngineOptions()) -> Engine:
+    """Load the model at ``path`` with the engine its suffix names."""
+    path = Path(path)
+    target = ENGINES.get(path.suffix.lower())
+    if target is None:
+        raise EngineError(f"{path}: no engine for suffix '{path.suffix}' (known: {', '.join(ENGINES)})")
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)(path, options)
+
+
+__all__ = ["ENGINES", "Engine", "EngineOptions", "load_engine"]

@@ -1,0 +1,122 @@
+"""Candidate tables, best point per tomogram, thresholding, and submission.csv.
+
+A candidate table has columns ``tomo_id,z,y,x,conf,voxel_spacing`` (z, y, x in ORIGINAL voxel
+indices, floats). A submission has ``tomo_id,Motor axis 0,Motor axis 1,Motor axis 2`` with -1 for
+"no motor".
+
+Threshold semantics: a tomogram is "no motor" when its best conf is AT OR BELOW the threshold
+(a tomogram with no candidate has best conf 0). ``quantile q``: the threshold is the q-quantile
+of the per-tomogram best confs (NumPy's default linear rule); ``fixed t``: the threshold is t.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from inference.errors import InputError
+from inference.manifest import Threshold
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE_COLUMNS = ["tomo_id", "z", "y", "x", "conf", "voxel_spacing"]
+SUBMISSION_COLUMNS = ["tomo_id", "Motor axis 0", "Motor axis 1", "Motor axis 2"]
+
+
+def candidates_frame(rows: Iterable[tuple]) -> pd.DataFrame:
+    """Rows ``(tomo_id, z, y, x, conf, voxel_spacing)`` -> a typed candidate table."""
+    df = pd.DataFrame(list(rows), columns=CANDIDATE_COLUMNS)
+    return df.astype({"tomo_id": str, "z": float, "y": float, "x": float, "conf": float, "voxel_spacing": float})
+
+
+def best_per_tomogram(candidates: pd.DataFrame, tomo_ids: Sequence[str]) -> pd.DataFrame:
+    """One row per tomo_id (in the given order): its highest-conf candidate, or conf 0 and -1."""
+    best = {}
+    if len(candidates):
+        top = candidates.sort_values(["tomo_id", "conf"], ascending=[True, False], kind="mergesort")
+        top = top.drop_duplicates("tomo_id", keep="first").set_index("tomo_id")
+        best = top.to_dict("index")
+    rows = []
+    for t in tomo_ids:
+        b = best.get(t)
+        rows.append((t, b["z"], b["y"], b["x"], b["conf"]) if b else (t, -1.0, -1.0, -1.0, 0.0))
+    return pd.DataFrame(rows, columns=["tomo_id", "z", "y", "x", "conf"])
+
+
+def threshold_value(best_confs: Sequence[float], threshold: Threshold) -> float:
+    if threshold.fixed is not None:
+        return float(threshold.fixed)
+    confs = np.asarray(best_confs, dtype=np.float64)
+    if confs.size == 0:
+        return 0.0
+    return float(np.quantile(confs, threshold.quantile))
+
+
+@dataclass(frozen=True)
+class Decision:
+    submission: pd.DataFrame
+    threshold: float
+    n_motor: int
+    n_total: int
+
+    def describe(self) -> str:
+        return f"threshold {self.threshold:.4f}: {self.n_motor} of {self.n_total} tomograms get a motor"
+
+
+def decide(best: pd.DataFrame, threshold: Threshold) -> Decision:
+    """Apply the threshold to :func:`best_per_tomogram`'s table and build the submission."""
+    thr = threshold_value(best["conf"].to_numpy(), threshold)
+    motor = best["conf"].to_numpy() > thr
+    sub = pd.DataFrame({
+        "tomo_id": best["tomo_id"].astype(str),
+        "Motor axis 0": np.where(motor, best["z"], -1.0),
+        "Motor axis 1": np.where(motor, best["y"], -1.0),
+        "Motor axis 2": np.where(motor, best["x"], -1.0),
+    })
+    return Decision(submission=sub, threshold=thr, n_motor=int(motor.sum()), n_total=len(sub))
+
+
+def submission_order(found_ids: Sequence[str], sample_submission: str | Path | None) -> list[str]:
+    """The tomo_ids to write, in order: the sample submission's when given, else sorted."""
+    if sample_submission is None:
+        return sorted(found_ids)
+    path = Path(sample_submission)
+    try:
+        sample = pd.read_csv(path, dtype={"tomo_id": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(path, f"cannot read the sample submission ({exc})",
+                         "pass the competition's sample_submission.csv") from None
+    if "tomo_id" not in sample.columns:
+        raise InputError(path, "no 'tomo_id' column", "pass the competition's sample_submission.csv")
+    ids = list(dict.fromkeys(sample["tomo_id"].astype(str)))
+    missing = sorted(set(ids) - set(found_ids))
+    extra = sorted(set(found_ids) - set(ids))
+    if missing:
+        logger.warning("%d tomograms of %s were not in the input and get -1: %s", len(missing), path.name,
+                       ", ".join(missing[:5]))
+    if extra:
+        logger.warning("%d input tomograms are not in %s and are left out: %s", len(extra), path.name,
+                       ", ".join(extra[:5]))
+    return ids
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | Path, float_format: str | None = None) -> Path:
+    """Write ``df`` to ``path`` through a temp file + rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, index=False, float_format=float_format)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

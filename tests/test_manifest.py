@@ -1,0 +1,91 @@
+import copy
+
+import pytest
+import yaml
+
+from inference.errors import InputError
+from inference.manifest import load_manifest, parse_manifest
+
+BASE = {
+    "target_spacing": 16.0,
+    "members": [{
+        "name": "x3d_m", "kind": "3d", "model": "m.onnx", "patch": [64, 128, 128], "stride": 16,
+        "overlap": 0.25, "normalize": {"mean": 0.0, "std": 255.0}, "activation": "sigmoid",
+        "tta": ["zyx"], "weight": 1.0, "decode": {"nms_kernel": 3, "min_conf": 0.02, "top_k": 50},
+    }],
+    "threshold": {"quantile": 0.55},
+}
+
+
+@pytest.fixture
+def mdir(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    return tmp_path
+
+
+def write(mdir, data):
+    p = mdir / "weights_manifest.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_issue_schema_parses(mdir):
+    m = load_manifest(write(mdir, BASE))
+    (mem,) = m.members
+    assert mem.patch == (64, 128, 128) and mem.overlap == (0.25,) * 3 and mem.model == (mdir / "m.onnx").resolve()
+    assert mem.normalize.mode == "affine" and mem.normalize.std == 255.0
+    assert m.threshold.quantile == 0.55 and m.default_spacing == 13.1
+    assert mem.stitch == "mean" and mem.decode.top_k == 50
+
+
+def test_later_keys_do_not_break(mdir):
+    data = copy.deepcopy(BASE)
+    data["fusion"] = {"method": "wbf", "dist_A": 1000, "conf_type": "avg"}
+    data["members"].append({"name": "maxvit", "kind": "2d", "model": "m.onnx", "patch": [896, 896], "stride": 16,
+                            "normalize": "zscore", "channels": 3, "slice_spacing": 32.0, "tta": ["yx", "xy"]})
+    m = load_manifest(write(mdir, data))
+    assert m.members[1].slice_spacing == 32.0 and m.fusion.dist_A == 1000.0
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda d: d.update(colour="red"), "key 'colour': unknown key"),
+    (lambda d: d["members"][0].update(pach=[1, 2, 3]), r"members\[0\].pach': unknown key"),
+    (lambda d: d["members"][0].update(model="missing.onnx"), "file not found"),
+    (lambda d: d["members"][0].update(model="m.pt"), "suffix"),
+    (lambda d: d["members"][0].update(patch=[64, 128]), "expected 3 integers"),
+    (lambda d: d["members"][0].update(patch=[64, 100, 128]), "not a multiple of stride"),
+    (lambda d: d["members"][0].update(overlap=1.0), "must be < 1"),
+    (lambda d: d["members"][0].update(tta=["zyq"]), "TTA"),
+    (lambda d: d["members"][0].update(activation="relu"), "not one of"),
+    (lambda d: d["members"][0].update(weight=0), "must be > 0"),
+    (lambda d: d["members"][0].update(normalize={"mean": 0, "std": 0}), "std"),
+    (lambda d: d["members"][0]["decode"].update(nms_kernel=4), "odd"),
+    (lambda d: d["members"].append(dict(d["members"][0])), "duplicate"),
+    (lambda d: d.update(threshold={"quantile": 0.5, "fixed": 0.3}), "exactly one"),
+    (lambda d: d.update(threshold={"quantile": 1.5}), "<= 1"),
+    (lambda d: d.pop("members"), "missing required key"),
+    (lambda d: d.update(target_spacing="16A"), "finite number"),
+    (lambda d: d["members"][0].update(slice_spacing=32.0), "only 2d"),
+])
+def test_errors_name_key_and_file(mdir, mutate, match):
+    data = copy.deepcopy(BASE)
+    mutate(data)
+    path = write(mdir, data)
+    with pytest.raises(InputError, match=match) as info:
+        load_manifest(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(InputError, match="manifest not found"):
+        load_manifest(tmp_path / "nope.yaml")
+    p = tmp_path / "bad.yaml"
+    p.write_text("members: [\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_manifest(p)
+
+
+def test_frozen(mdir):
+    m = parse_manifest(BASE, write(mdir, BASE))
+    with pytest.raises(Exception):
+        m.target_spacing = 1.0
