@@ -48,7 +48,7 @@ class DemoSummary:
 
 def run_demo(out: Path, *, n: int = 24, seed: int = 2025, scale: float | None = None,
              progress: bool = True) -> DemoSummary:
-    """Synthetic data -> demo detectors -> predict -> score, under ``out/demo``."""
+    """Synthetic data -> demo detectors (3d + 2d, fused) -> predict -> score, under ``out/demo``."""
     from inference import scoring, synth
     from inference.demo_models import write_demo_models
     from inference.manifest import load_manifest
@@ -66,7 +66,7 @@ def run_demo(out: Path, *, n: int = 24, seed: int = 2025, scale: float | None = 
     seconds["synth"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    manifest_path = write_demo_models(root / "models")
+    manifest_path = write_demo_models(root / "models", with_2d=True)
     seconds["models"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

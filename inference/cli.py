@@ -98,6 +98,128 @@ def _run_demo_models(args) -> int:
     return 0
 
 
+def _add_fuse(sub) -> None:
+    p = sub.add_parser(
+        "fuse", help="fuse candidate tables of several members into one (point WBF in Å)",
+        description="Fuse saved candidate tables (tomo_id,z,y,x,conf,voxel_spacing) without re-running models. "
+                    "Per tomogram, in Å: drop conf < --skip-conf, weight confs, cluster in descending weighted "
+                    "conf (join the nearest fused point closer than --dist-A), fused conf avg or max.",
+    )
+    p.add_argument("--candidates", required=True, nargs="+", type=Path, help="candidate CSVs, one per member")
+    p.add_argument("--weights", nargs="+", type=float, default=None, help="one weight per file (default all 1)")
+    p.add_argument("--method", choices=("wbf", "wbf_iou"), default="wbf", help="wbf: point WBF by distance "
+                   "(default); wbf_iou: ensemble_boxes 3D WBF on cubes of --box-A, for comparison")
+    p.add_argument("--dist-A", type=float, default=1000.0, help="wbf: join distance in Å (default 1000)")
+    p.add_argument("--box-A", type=float, default=1000.0, help="wbf_iou: cube side in Å (default 1000)")
+    p.add_argument("--iou-thr", type=float, default=0.55, help="wbf_iou: IoU to join (default 0.55)")
+    p.add_argument("--conf-type", choices=("avg", "max"), default="avg", help="fused conf (default avg)")
+    p.add_argument("--skip-conf", type=float, default=0.0, help="drop candidates below this conf (default 0)")
+    p.add_argument("--output", required=True, type=Path, help="fused candidate CSV to write")
+    p.set_defaults(func=_run_fuse)
+
+
+def _run_fuse(args) -> int:
+    from inference.candidates import load_candidates
+    from inference.fusion import fuse_with
+    from inference.manifest import Fusion
+    from inference.submission import write_csv_atomic
+
+    weights = args.weights or [1.0] * len(args.candidates)
+    if len(weights) != len(args.candidates):
+        raise InputError(None, f"{len(args.candidates)} candidate files but {len(weights)} weights",
+                         "give one --weights value per --candidates file")
+    if any(w <= 0 for w in weights):
+        raise InputError(None, f"weights must be > 0, got {weights}", "pass positive --weights")
+    tables = [load_candidates(p) for p in args.candidates]
+    fusion = Fusion(method=args.method, dist_A=args.dist_A, conf_type=args.conf_type, skip_conf=args.skip_conf,
+                    box_A=args.box_A, iou_thr=args.iou_thr)
+    fused = fuse_with(fusion, tables, weights, [str(p) for p in args.candidates])
+    write_csv_atomic(fused, args.output)
+    print(f"wrote {args.output}: {len(fused)} fused points in {fused['tomo_id'].nunique()} tomograms "
+          f"from {sum(len(t) for t in tables)} candidates in {len(tables)} files")
+    return 0
+
+
+def _add_submit(sub) -> None:
+    p = sub.add_parser(
+        "submit", help="threshold a (fused) candidate table into submission.csv",
+        description="Best candidate per tomogram; a tomogram is 'no motor' (-1) when its best conf is at or "
+                    "below the threshold (a quantile of the best confs, NumPy's linear rule, or a fixed value). "
+                    "Every tomo_id of --sample-submission is written once, in its order.",
+    )
+    p.add_argument("--candidates", required=True, type=Path, help="candidate CSV (e.g. fused.csv)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--quantile", type=float, help="threshold = this quantile of the per-tomogram best confs "
+                   "(0.55: 55%% of tomograms become 'no motor')")
+    g.add_argument("--fixed", type=float, help="threshold = this conf")
+    p.add_argument("--sample-submission", required=True, type=Path, help="the competition's sample_submission.csv")
+    p.add_argument("--output", required=True, type=Path, help="submission CSV to write")
+    p.set_defaults(func=_run_submit)
+
+
+def _run_submit(args) -> int:
+    from inference.candidates import load_candidates
+    from inference.manifest import Threshold
+    from inference.submission import best_per_tomogram, decide, submission_order, write_csv_atomic
+
+    if args.quantile is not None and not 0.0 <= args.quantile <= 1.0:
+        raise InputError(None, f"--quantile {args.quantile} is outside [0, 1]", "pass e.g. --quantile 0.55")
+    cands = load_candidates(args.candidates)
+    order = submission_order(sorted(set(cands["tomo_id"])), args.sample_submission)
+    decision = decide(best_per_tomogram(cands, order), Threshold(quantile=args.quantile, fixed=args.fixed))
+    write_csv_atomic(decision.submission, args.output)
+    print(f"wrote {args.output}: {decision.describe()}")
+    return 0
+
+
+def _add_show(sub) -> None:
+    p = sub.add_parser(
+        "show", help="PNG of three orthogonal slabs through a tomogram's best candidate, candidates and truth marked",
+        description="Three orthogonal thin slabs through the best candidate (over all files) of one tomogram, "
+                    "each file's candidates in its own colour with its conf and the labelled motors as crosses: "
+                    "what to open to see why a tomogram was a FP or FN.",
+    )
+    p.add_argument("--tomogram", required=True, type=Path, help="the tomogram source (slice folder, .mrc, .npy)")
+    p.add_argument("--candidates", required=True, nargs="+", type=Path, help="candidate CSVs (members, fused)")
+    p.add_argument("--labels", type=Path, default=None, help="train_labels-format CSV with the truth")
+    p.add_argument("--tomo-id", default=None, help="tomo_id in the CSVs (default: the source's name)")
+    p.add_argument("--slab-A", type=float, default=100.0, help="slab thickness in Å (default 100)")
+    p.add_argument("--near-A", type=float, default=500.0, help="mark points within this distance of a plane "
+                   "(default 500 Å)")
+    p.add_argument("--out", required=True, type=Path, help="PNG to write")
+    p.set_defaults(func=_run_show)
+
+
+def _run_show(args) -> int:
+    from inference import readers, scoring, show
+    from inference.candidates import load_candidates
+
+    vol = readers.read_volume(args.tomogram)
+    tomo_id = args.tomo_id or vol.tomo_id
+    tables = {}
+    spacings = set()
+    for p in args.candidates:
+        df = load_candidates(p)
+        df = df[df["tomo_id"] == tomo_id]
+        spacings.update(df["voxel_spacing"].round(6))
+        tables[p.stem] = df
+    truth = None
+    if args.labels is not None:
+        lab = scoring.load_labels(args.labels)
+        lab = lab[lab["tomo_id"] == tomo_id]
+        spacings.update(lab["Voxel spacing"].round(6))
+        xyz = lab[["Motor axis 0", "Motor axis 1", "Motor axis 2"]].to_numpy(float)
+        truth = xyz[(xyz >= 0).all(axis=1)]
+    if len(spacings) > 1:
+        raise InputError(args.tomogram, f"the files disagree on the voxel spacing of {tomo_id}: {sorted(spacings)}",
+                         "pass candidate and label files of the same run")
+    spacing = spacings.pop() if spacings else (vol.header_spacing or readers.DEFAULT_SPACING_A)
+    out = show.render(vol.data, float(spacing), tomo_id, tables, truth, args.out, slab_A=args.slab_A,
+                      near_A=args.near_A)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from inference import scoring, synth
 
@@ -112,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_cli(sub)
     scoring.add_cli(sub)
     _add_predict(sub)
+    _add_fuse(sub)
+    _add_submit(sub)
+    _add_show(sub)
     _add_demo_models(sub)
     return parser
 

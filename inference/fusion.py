@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from inference.errors import InputError
+from inference.manifest import Fusion
 from inference.submission import CANDIDATE_COLUMNS
 
 
@@ -43,56 +44,57 @@ def fuse_points(points_A, conf, member, weights: Sequence[float], *, dist_A: flo
     cw = conf * w[member]
     order = np.lexsort((np.arange(len(cw)), member, -cw))
 
-    centres: list[np.ndarray] = []
-    sums: list[np.ndarray] = []  # sum of c' * point
-    wsum: list[float] = []
-    members_of: list[list[float]] = []  # c' of each point in the cluster
+    k = len(order)
+    centres = np.empty((k, 3))        # current fused point of each cluster
+    sums = np.empty((k, 3))           # sum of c' * point
+    wsum = np.zeros(k)                # sum of c'
+    size = np.zeros(k, dtype=np.int64)
+    cmax = np.zeros(k)                # max c'
+    n = 0
     for i in order:
         p, c = pts[i], cw[i]
         j = -1
-        if centres:
-            d = np.linalg.norm(np.asarray(centres) - p, axis=1)
-            j = int(np.argmin(d))
-            if not d[j] < dist_A:
+        if n:
+            d2 = ((centres[:n] - p) ** 2).sum(axis=1)
+            j = int(np.argmin(d2))
+            if not d2[j] < dist_A * dist_A:
                 j = -1
         if j < 0:
-            centres.append(p.copy())
-            sums.append(p * c)
-            wsum.append(float(c))
-            members_of.append([float(c)])
+            j, n = n, n + 1
+            sums[j] = p * c
+            centres[j] = p
         else:
-            sums[j] = sums[j] + p * c
-            wsum[j] += float(c)
-            members_of[j].append(float(c))
-            centres[j] = sums[j] / wsum[j] if wsum[j] > 0 else centres[j]
-
-    m_count = len(w)
-    fused_conf = []
-    for cs in members_of:
-        n = len(cs)
-        if conf_type == "avg":
-            fused_conf.append(sum(cs) / n * min(n, m_count) / float(w.sum()))
-        else:
-            fused_conf.append(max(cs) / float(w.max()))
-    if not centres:
+            sums[j] += p * c
+        wsum[j] += c
+        size[j] += 1
+        cmax[j] = max(cmax[j], c)
+        if wsum[j] > 0:
+            centres[j] = sums[j] / wsum[j]
+    if n == 0:
         return np.zeros((0, 3)), np.zeros((0,))
-    fc = np.asarray(fused_conf)
+    if conf_type == "avg":
+        fc = wsum[:n] / size[:n] * np.minimum(size[:n], len(w)) / float(w.sum())
+    else:
+        fc = cmax[:n] / float(w.max())
     out_order = np.argsort(-fc, kind="stable")
-    return np.asarray(centres)[out_order], fc[out_order]
+    return centres[:n][out_order], fc[out_order]
 
 
 def tomogram_spacings(tables: Sequence[pd.DataFrame], names: Sequence[str]) -> dict[str, float]:
-    """The one voxel spacing per tomo_id across tables; disagreement is an InputError."""
-    seen: dict[str, tuple[float, str]] = {}
-    for df, name in zip(tables, names):
-        for row, (t, s) in enumerate(zip(df["tomo_id"], df["voxel_spacing"])):
-            prev = seen.get(t)
-            if prev is None:
-                seen[t] = (float(s), name)
-            elif not np.isclose(prev[0], s, rtol=0, atol=1e-6):
-                raise InputError(name, f"row {row + 2}: tomogram {t} has voxel_spacing {s}, but {prev[1]} "
-                                 f"says {prev[0]}", "fuse candidate files made with the same spacings")
-    return {t: s for t, (s, _) in seen.items()}
+    """The one voxel spacing per tomo_id across tables; disagreement is an InputError naming the
+    file and row (1-based data row) where it first appears."""
+    parts = [pd.DataFrame({"tomo_id": df["tomo_id"].to_numpy(), "s": df["voxel_spacing"].to_numpy(float),
+                           "file": i, "row": np.arange(len(df))}) for i, df in enumerate(tables)]
+    allr = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["tomo_id", "s", "file", "row"])
+    first = allr.groupby("tomo_id", sort=False)["s"].transform("first")
+    bad = ~np.isclose(allr["s"].to_numpy(float), first.to_numpy(float), rtol=0, atol=1e-6)
+    if bad.any():
+        r = allr[bad].iloc[0]
+        ref = allr[(allr["tomo_id"] == r["tomo_id"])].iloc[0]
+        raise InputError(names[int(r["file"])], f"row {int(r['row']) + 1} (line {int(r['row']) + 2}): tomogram {r['tomo_id']} has voxel_spacing "
+                         f"{r['s']}, but {names[int(ref['file'])]} says {ref['s']}",
+                         "fuse candidate files made with the same spacings")
+    return dict(zip(allr["tomo_id"], allr["s"].astype(float)))
 
 
 def fuse_tables(tables: Sequence[pd.DataFrame], weights: Sequence[float], *, names: Sequence[str] | None = None,
@@ -113,3 +115,14 @@ def fuse_tables(tables: Sequence[pd.DataFrame], weights: Sequence[float], *, nam
         for p, c in zip(fused / s, fconf):
             rows.append((tomo_id, p[0], p[1], p[2], c, s))
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS).astype({"tomo_id": str})
+
+
+def fuse_with(fusion: Fusion, tables: list[pd.DataFrame], weights: list[float], names: list[str]) -> pd.DataFrame:
+    """Fuse candidate tables with the method and settings of a manifest's ``fusion`` block."""
+    if fusion.method == "wbf_iou":
+        from inference.fusion_iou import fuse_tables_iou
+
+        return fuse_tables_iou(tables, weights, names=names, box_A=fusion.box_A, iou_thr=fusion.iou_thr,
+                               conf_type=fusion.conf_type, skip_conf=fusion.skip_conf)
+    return fuse_tables(tables, weights, names=names, dist_A=fusion.dist_A, conf_type=fusion.conf_type,
+                       skip_conf=fusion.skip_conf)

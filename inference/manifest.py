@@ -22,11 +22,14 @@ Schema (keys not listed here are errors; defaults in brackets)::
         stitch: mean              # [mean] mean | max over overlapping windows
         batch_size: 2             # [2] windows per engine call
         decode: {nms_kernel: 3, min_conf: 0.02, top_k: 50, border_A: 0.0}
-                                  # border_A: ignore cells centred closer than this to the border
+                                  # nms_kernel: odd, in cells of the coarsest axis (a 2d member's
+                                  # thin z cells get the same extent in Å); border_A: ignore cells
+                                  # centred closer than this to the tomogram's border
         channels: 3               # 2d only [3]: neighbouring slices fed as channels
         slice_spacing: 32.0       # 2d only: Å between the slices of the 2d member's volume
     threshold: {quantile: 0.55}   # or {fixed: 0.5}; a tomogram is "no motor" when its best conf <= it
-    fusion: {method: wbf, dist_A: 1000.0, conf_type: avg, skip_conf: 0.0, box_A: 1000.0}
+    fusion: {method: wbf, dist_A: 1000.0, conf_type: avg, skip_conf: 0.0}
+                                  # method wbf_iou (ensemble_boxes, for comparison) adds box_A, iou_thr
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ class Fusion:
     dist_A: float = 1000.0
     conf_type: str = "avg"
     skip_conf: float = 0.0
-    box_A: float = 1000.0
+    box_A: float = 1000.0   # wbf_iou: cube side around each point
+    iou_thr: float = 0.55   # wbf_iou: IoU to join a cluster
 
 
 @dataclass(frozen=True)
@@ -299,13 +303,14 @@ def _threshold(ctx: _Ctx, value: Any) -> Threshold:
 
 def _fusion(ctx: _Ctx, value: Any) -> Fusion:
     data = ctx.mapping(value if value is not None else {}, "fusion")
-    ctx.check_keys(data, "fusion", {"method", "dist_A", "conf_type", "skip_conf", "box_A"})
+    ctx.check_keys(data, "fusion", {"method", "dist_A", "conf_type", "skip_conf", "box_A", "iou_thr"})
     return Fusion(
         method=ctx.choice(data.get("method", "wbf"), "fusion.method", ("wbf", "wbf_iou")),
         dist_A=ctx.number(data.get("dist_A", 1000.0), "fusion.dist_A", lo=0.0, lo_open=True),
         conf_type=ctx.choice(data.get("conf_type", "avg"), "fusion.conf_type", ("avg", "max")),
         skip_conf=ctx.number(data.get("skip_conf", 0.0), "fusion.skip_conf", lo=0.0),
         box_A=ctx.number(data.get("box_A", 1000.0), "fusion.box_A", lo=0.0, lo_open=True),
+        iou_thr=ctx.number(data.get("iou_thr", 0.55), "fusion.iou_thr", lo=0.0, hi=1.0),
     )
 
 

@@ -11,16 +11,25 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import math
+
 import numpy as np
 
 
-def max_filter(heat, kernel: int, xp=np):
-    """Max over a ``kernel``-wide cube around each cell; outside the array counts as -inf."""
-    if kernel % 2 == 0 or kernel < 1:
-        raise ValueError(f"nms kernel must be odd and >= 1, got {kernel}")
-    r = kernel // 2
+def _kernels(kernel, ndim: int) -> tuple[int, ...]:
+    ks = tuple(kernel) if isinstance(kernel, (list, tuple)) else (int(kernel),) * ndim
+    if len(ks) != ndim or any(k < 1 or k % 2 == 0 for k in ks):
+        raise ValueError(f"nms kernel must be odd and >= 1 (one value or one per axis), got {kernel}")
+    return ks
+
+
+def max_filter(heat, kernel, xp=np):
+    """Max over a ``kernel``-wide box around each cell (one odd width, or one per axis);
+    outside the array counts as -inf."""
+    ks = _kernels(kernel, heat.ndim)
     out = heat
-    for axis in range(heat.ndim):
+    for axis, k in enumerate(ks):
+        r = k // 2
         if r == 0 or heat.shape[axis] == 1:
             continue
         pad = [(0, 0)] * heat.ndim
@@ -28,7 +37,7 @@ def max_filter(heat, kernel: int, xp=np):
         p = xp.pad(out, pad, mode="constant", constant_values=-xp.inf)
         n = out.shape[axis]
         acc = None
-        for d in range(kernel):
+        for d in range(k):
             index = [slice(None)] * heat.ndim
             index[axis] = slice(d, d + n)
             part = p[tuple(index)]
@@ -37,12 +46,27 @@ def max_filter(heat, kernel: int, xp=np):
     return out
 
 
-def find_peaks(heat, *, nms_kernel: int = 3, min_conf: float = 0.0, top_k: int = 50, xp=np):
+def nms_kernel_for(cell_A, kernel: int) -> tuple[int, ...]:
+    """Per-axis NMS widths covering the same physical extent: ``kernel`` cells of the coarsest axis.
+
+    Isotropic cells (3d members) keep ``kernel`` everywhere; a 2d member's thin z cells get a
+    wider kernel along z, so one motor spanning many slices yields one peak.
+    """
+    coarse = max(cell_A)
+    out = []
+    for c in cell_A:
+        k = int(math.ceil(kernel * coarse / c - 1e-9))
+        out.append(k if k % 2 else k + 1)
+    return tuple(out)
+
+
+def find_peaks(heat, *, nms_kernel=3, min_conf: float = 0.0, top_k: int = 50, xp=np):
     """Cells that equal the max of their ``nms_kernel`` neighbourhood and are ``>= min_conf``.
 
-    Returns ``(idx, conf)`` as NumPy arrays: ``idx`` (K, ndim) int64 cell indices and ``conf`` (K,)
-    float32, sorted by conf descending then by index (C order), at most ``top_k``. A plateau of
-    equal values yields every cell of it (ties are not broken spatially).
+    ``nms_kernel``: one odd width or one per axis. Returns ``(idx, conf)`` as NumPy arrays:
+    ``idx`` (K, ndim) int64 cell indices and ``conf`` (K,) float32, sorted by conf descending then
+    by index (C order), at most ``top_k``. A plateau of equal values yields every cell of it
+    (ties are not broken spatially).
     """
     heat = xp.asarray(heat, dtype=xp.float32)
     pooled = max_filter(heat, nms_kernel, xp=xp)

@@ -23,7 +23,7 @@ import numpy as np
 
 from inference import tta as tta_mod
 from inference.manifest import Member
-from inference.peaks import cell_centres_A, cells_to_voxels, find_peaks
+from inference.peaks import cell_centres_A, cells_to_voxels, find_peaks, nms_kernel_for
 from inference.resample import normalize, resample
 from inference.timing import StageTimer
 from inference.windows import pad_end, sliding_window
@@ -141,7 +141,7 @@ class MemberPredictor:
                 if tomo_shape is None:
                     raise ValueError("decode.border_A needs the tomogram's shape")
                 heat = border_mask(heat, g, tomo_shape, tomo_spacing, d.border_A, xp=self.xp)
-            idx, conf = find_peaks(heat, nms_kernel=d.nms_kernel, min_conf=d.min_conf, top_k=d.top_k, xp=self.xp)
+            idx, conf = find_peaks(heat, nms_kernel=nms_kernel_for(g.cell_A, d.nms_kernel), min_conf=d.min_conf, top_k=d.top_k, xp=self.xp)
             zyx = cells_to_voxels(idx, g.strides, g.spacings, tomo_spacing)
         return Candidates(zyx=zyx, conf=conf)
 

@@ -19,7 +19,7 @@ import pandas as pd
 from inference import readers
 from inference.engines import EngineOptions, load_engine
 from inference.errors import InputError
-from inference.fusion import fuse_tables
+from inference.fusion import fuse_with
 from inference.manifest import Manifest
 from inference.predictor import MemberPredictor
 from inference.submission import (
@@ -87,14 +87,7 @@ def combine(manifest: Manifest, tables: dict[str, pd.DataFrame]) -> pd.DataFrame
     """Member candidate tables -> one table: the member's own with one member, else fused."""
     if len(manifest.members) == 1:
         return tables[manifest.members[0].name]
-    f = manifest.fusion
-    if f.method != "wbf":
-        from inference.fusion_iou import fuse_tables_iou
-
-        return fuse_tables_iou(list(tables.values()), [m.weight for m in manifest.members],
-                               names=list(tables), box_A=f.box_A, conf_type=f.conf_type, skip_conf=f.skip_conf)
-    return fuse_tables(list(tables.values()), [m.weight for m in manifest.members], names=list(tables),
-                       dist_A=f.dist_A, conf_type=f.conf_type, skip_conf=f.skip_conf)
+    return fuse_with(manifest.fusion, list(tables.values()), [m.weight for m in manifest.members], list(tables))
 
 
 def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None) -> PredictResult:

@@ -81,7 +81,7 @@ def test_input_errors_are_one_line(world, tmp_path, capsys):
 def test_every_option_is_documented():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert {"synth", "score", "predict", "demo-models"} <= set(sub.choices)
+    assert {"synth", "score", "predict", "fuse", "submit", "show", "demo-models"} <= set(sub.choices)
     for name, p in sub.choices.items():
         for action in p._actions:
             if action.dest != "help":

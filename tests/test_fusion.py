@@ -80,5 +80,5 @@ def test_tables_in_angstrom_per_tomogram():
 def test_spacing_disagreement_names_file_and_row():
     a = frame([("t1", 1, 1, 1, 0.5, 10.0)])
     b = frame([("t0", 1, 1, 1, 0.5, 10.0), ("t1", 1, 1, 1, 0.5, 12.0)])
-    with pytest.raises(InputError, match=r"b.csv: row 3: tomogram t1"):
+    with pytest.raises(InputError, match=r"b.csv: row 2 \(line 3\): tomogram t1"):
         fuse_tables([a, b], [1, 1], names=["a.csv", "b.csv"])

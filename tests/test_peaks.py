@@ -65,3 +65,17 @@ def test_cell_geometry_formula():
     # 2d member geometry: stride 1 along z at slice spacing 32 Å
     np.testing.assert_allclose(cell_centres_A(np.array([[3, 0, 0]]), (1, 16, 16), (32.0, 16.0, 16.0)),
                                [[96.0, 120.0, 120.0]])
+
+
+def test_per_axis_kernel_and_physical_extent():
+    from inference.peaks import nms_kernel_for
+
+    assert nms_kernel_for((256.0, 256.0, 256.0), 3) == (3, 3, 3)
+    assert nms_kernel_for((64.0, 256.0, 256.0), 3) == (13, 3, 3)   # 3*256/64 = 12 -> odd 13
+    assert nms_kernel_for((32.0, 256.0, 256.0), 1) == (9, 1, 1)
+    h = np.zeros((20, 3, 3), np.float32)
+    h[4, 1, 1], h[9, 1, 1] = 0.9, 0.8          # 5 cells apart along z
+    assert len(find_peaks(h, nms_kernel=(3, 3, 3), min_conf=0.1)[1]) == 2
+    assert len(find_peaks(h, nms_kernel=(13, 3, 3), min_conf=0.1)[1]) == 1
+    with pytest.raises(ValueError, match="odd"):
+        find_peaks(h, nms_kernel=(2, 3, 3))
