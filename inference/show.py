@@ -3,7 +3,7 @@ candidates and the truth marked, to see why a tomogram became a FP or a FN.
 
 Each panel is the mean of a thin slab (``slab_A`` thick) through the centre point; candidates
 within ``near_A`` of the slab's plane are drawn (further ones would mislead), each file in its own
-colour with its conf; labelled motors are white crosses.
+colour with its conf; labelled motors are magenta crosses.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def render(volume: np.ndarray, spacing_A: float, tomo_id: str, tables: Mapping[s
                             color=COLOURS[i % len(COLOURS)], fontsize=8)
         near_truth = truth[np.abs(truth[:, k] - centre[k]) * spacing_A <= near_A] if len(truth) else truth
         for p in near_truth:
-            ax.scatter(p[cols], p[rows], s=120, marker="x", c="white", linewidths=2.0, label="truth")
+            ax.scatter(p[cols], p[rows], s=120, marker="x", c="#ff00ff", linewidths=2.0, label="truth")
         ax.set_xlim(-0.5, img.shape[1] - 0.5)
         ax.set_ylim(img.shape[0] - 0.5, -0.5)
     handles, labels = axes[0].get_legend_handles_labels()
