@@ -17,6 +17,16 @@ from inference.errors import EngineError, InputError
 logger = logging.getLogger("inference")
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip() != "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids like 0,1, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids like 0,1, got {text!r}")
+    return values
+
+
 def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict", help="run the manifest's members over tomograms and write submission.csv",
@@ -33,8 +43,16 @@ def _add_predict(sub) -> None:
                    "tomo_id,voxel_spacing; first source of spacing, before the MRC header and the default")
     p.add_argument("--default-spacing", type=float, default=None, help="Å, for tomograms with no spacing in "
                    "the CSV or a header (default: the manifest's default_spacing, 13.1 for BYU test data)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where models run (default cpu)")
-    p.add_argument("--device-id", type=int, default=0, help="CUDA device index with --device cuda (default 0)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where models run (default cpu; "
+                   "--devices implies cuda)")
+    p.add_argument("--devices", type=_int_list, default=None, help="GPU ids, one worker process each, e.g. 0,1 "
+                   "(both T4s on Kaggle)")
+    p.add_argument("--workers", type=int, default=1, help="CPU worker processes (default 1; 0 runs in this "
+                   "process, without crash isolation)")
+    p.add_argument("--work-dir", type=Path, default=None, help="per-tomogram results, for resuming (default "
+                   "<output>.work)")
+    p.add_argument("--restart", action="store_true", help="discard the results in the work folder and start over")
+    p.add_argument("--retries", type=int, default=1, help="re-runs of a tomogram whose worker died (default 1)")
     p.add_argument("--ort-provider", choices=("cuda", "tensorrt"), default="cuda",
                    help="ONNX Runtime GPU provider with --device cuda (default cuda)")
     p.add_argument("--fp16", action="store_true", help="let TensorRT build fp16 engines")
@@ -64,14 +82,21 @@ def _run_predict(args) -> int:
         output=args.output,
         spacing_csv=args.spacing_csv,
         default_spacing=args.default_spacing,
-        engine=EngineOptions(device=args.device, device_id=args.device_id, ort_provider=args.ort_provider,
+        engine=EngineOptions(device="cuda" if args.devices else args.device, ort_provider=args.ort_provider,
                              fp16=args.fp16, cache_dir=args.engine_cache, threads=args.threads),
         candidates_dir=args.candidates_dir,
         sample_submission=args.sample_submission,
         decoder=args.decoder,
         read_threads=args.read_threads,
         progress=not args.no_progress,
+        workers=args.workers,
+        devices=tuple(args.devices or (() if args.device == "cpu" else (0,))),
+        work_dir=args.work_dir,
+        restart=args.restart,
+        retries=args.retries,
     )
+    if args.workers < 0 or args.retries < 0:
+        raise InputError(None, "--workers and --retries must be >= 0", "pass e.g. --workers 2 --retries 1")
     result = run_predict(cfg)
     print(f"wrote {args.output}: {result.decision.describe()}; "
           f"{len(result.failures)} failed; stages: {result.timer.summary()}")

@@ -126,3 +126,29 @@ def fuse_with(fusion: Fusion, tables: list[pd.DataFrame], weights: list[float], 
                                conf_type=fusion.conf_type, skip_conf=fusion.skip_conf)
     return fuse_tables(tables, weights, names=names, dist_A=fusion.dist_A, conf_type=fusion.conf_type,
                        skip_conf=fusion.skip_conf)
+
+
+def fuse_members(fusion: Fusion, members: dict, weights: dict, spacing_A: float):
+    """One tomogram: ``{member: (zyx voxels (K, 3), conf (K,))}`` -> fused ``(zyx voxels, conf)``.
+
+    A single member passes through unchanged; the member order is the dict's (the manifest's), so
+    this equals :func:`fuse_with` on the members' tables restricted to this tomogram.
+    """
+    names = list(members)
+    if len(names) == 1:
+        zyx, conf = members[names[0]]
+        return np.asarray(zyx, dtype=np.float64).reshape(-1, 3), np.asarray(conf, dtype=np.float64)
+    w = [weights[n] for n in names]
+    if fusion.method == "wbf_iou":
+        from inference.fusion_iou import fuse_points_iou
+
+        pts, conf = fuse_points_iou([np.asarray(members[n][0]) * spacing_A for n in names],
+                                    [members[n][1] for n in names], w, box_A=fusion.box_A, iou_thr=fusion.iou_thr,
+                                    conf_type=fusion.conf_type, skip_conf=fusion.skip_conf)
+    else:
+        zyx = np.concatenate([np.asarray(members[n][0], dtype=np.float64).reshape(-1, 3) for n in names])
+        conf = np.concatenate([np.asarray(members[n][1], dtype=np.float64).reshape(-1) for n in names])
+        member = np.concatenate([np.full(len(np.asarray(members[n][1]).reshape(-1)), i) for i, n in enumerate(names)])
+        pts, conf = fuse_points(zyx * spacing_A, conf, member, w, dist_A=fusion.dist_A, conf_type=fusion.conf_type,
+                                skip_conf=fusion.skip_conf)
+    return pts / spacing_A, conf

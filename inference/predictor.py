@@ -93,11 +93,12 @@ class MemberPredictor:
         with timer.stage("resample"):
             return normalize(resampled, self.member.normalize, xp=self.xp)
 
-    def heatmap(self, prepared, timer: StageTimer | None = None):
+    def heatmap(self, prepared, timer: StageTimer | None = None, tta_limit: int | None = None):
         """TTA-averaged, stitched heatmap (after activation) of a normalized (Z, Y, X) volume.
 
         The volume is padded to a multiple of the stride BEFORE any transform, so flips and
-        transpositions map output cells onto output cells exactly.
+        transpositions map output cells onto output cells exactly. ``tta_limit`` runs only the
+        first that many transforms (the deadline guard drops TTA).
         """
         timer = timer or StageTimer()
         xp, m, g = self.xp, self.member, self.geometry
@@ -118,16 +119,17 @@ class MemberPredictor:
                 out = _sigmoid(out, xp)
             return out[:, :, None] if m.kind == "2d" else out
 
+        transforms = self.transforms[:tta_limit] if tta_limit else self.transforms
         total = None
         with timer.stage("stitch"):
-            for t in self.transforms:
+            for t in transforms:
                 view = tta_mod.apply(base, t)
                 perm3 = tuple(range(3 - n_axes)) + tuple(3 - n_axes + p for p in t.perm)
                 heat = sliding_window(view, run, g.patch, _pick(g.strides, perm3), _pick(g.overlap, perm3),
                                       batch_size=m.batch_size, mode=m.stitch, pad_value=pad_value, xp=xp)
                 heat = tta_mod.invert(heat, t)
                 total = heat if total is None else total + heat
-            heat = total / float(len(self.transforms))
+            heat = total / float(len(transforms))
             keep = tuple(slice(0, math.ceil(n / s)) for n, s in zip(shape, g.strides))
             return xp.ascontiguousarray(heat[keep])
 

@@ -1,27 +1,38 @@
-"""``predict``: every tomogram of an input folder through every member, to candidates and a submission.
+"""``predict``: every tomogram of an input folder through the ensemble, to candidates and a submission.
 
-The loop is sequential here (one process); per tomogram: read -> resample (shared by members of
-one target spacing) -> per member: normalize, TTA x sliding window, decode -> fusion -> best
-point. A tomogram that cannot be read or run is logged, recorded as failed and written as -1;
-the submission is written even when the run is interrupted.
+Two ways to run, one result:
+
+* in-process (``workers=0``, the Python API's default): a prefetch thread loads tomogram k+1
+  (decode, resample) while the engines run on k;
+* worker processes (``workers>=1`` on CPU, or one per GPU with ``devices``): spawned workers pull
+  tomograms one at a time from a dispatcher (a slow tomogram never idles a device), each with
+  its engines built once and its own prefetch thread (:mod:`inference.worker`).
+
+Every finished tomogram is written at once, atomically, to the work folder
+(:mod:`inference.results`); a rerun with the same work folder resumes. A tomogram that raises is
+recorded as failed; one whose worker dies (kill -9, CUDA error, out of memory) is retried once
+elsewhere, then recorded as failed. Failed and unreached tomograms are written as -1: the
+submission is rewritten as results arrive and always at the end, also on an interrupt.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from inference import readers
-from inference.engines import EngineOptions, load_engine
-from inference.errors import InputError
-from inference.fusion import fuse_with
+from inference.engines import EngineOptions
+from inference.errors import EngineError, InputError
 from inference.manifest import Manifest
-from inference.predictor import MemberPredictor
+from inference.pipeline import FULL, Plan, failure, load, make_context, prefetched, run_loaded
+from inference.results import ResultStore, TomoResult, run_key
 from inference.submission import (
     Decision,
     best_per_tomogram,
@@ -48,6 +59,12 @@ class PredictConfig:
     decoder: str = "auto"
     read_threads: int | None = None
     progress: bool = True
+    workers: int = 0                       # CPU worker processes; 0: in this process
+    devices: tuple[int, ...] = ()          # GPU ids, one worker each (device 'cuda')
+    work_dir: Path | None = None           # per-tomogram results; default <output>.work
+    restart: bool = False                  # discard the work folder's results first
+    retries: int = 1                       # re-runs of a tomogram whose worker died
+    write_every_s: float = 5.0             # rewrite the submission at most this often while running
 
 
 @dataclass
@@ -59,106 +76,296 @@ class PredictResult:
     failures: dict[str, str]
     timer: StageTimer
     n_tomograms: int
+    results: dict[str, TomoResult] = field(default_factory=dict)
 
 
-def build_predictors(manifest: Manifest, options: EngineOptions,
-                     engine_factory: Callable | None = None) -> list[MemberPredictor]:
-    """One predictor per member, each with its engine built once."""
-    factory = engine_factory or (lambda member: load_engine(member.model, options))
-    return [MemberPredictor(m, factory(m), manifest.target_spacing) for m in manifest.members]
+def work_dir_of(cfg: PredictConfig) -> Path:
+    return cfg.work_dir if cfg.work_dir is not None else cfg.output.with_name(cfg.output.name + ".work")
 
 
-def predict_volume(volume: np.ndarray, spacing: float, predictors: list[MemberPredictor],
-                   timer: StageTimer) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """All members on one volume: ``{member name: (zyx original voxels (K,3), conf (K,))}``."""
-    resampled: dict[tuple, np.ndarray] = {}  # members with the same spacings share one resample
-    out = {}
-    for p in predictors:
-        key = p.geometry.spacings
-        if key not in resampled:
-            resampled[key] = p.resample(volume, spacing, timer)
-        prepared = p.normalize(resampled[key], timer)
-        cands = p.decode(p.heatmap(prepared, timer), spacing, timer, tuple(volume.shape))
-        out[p.member.name] = (cands.zyx, cands.conf)
-    return out
+class Run:
+    """The state of one ``predict`` run: sources, stored results, incremental submission writes."""
+
+    def __init__(self, cfg: PredictConfig):
+        self.cfg = cfg
+        self.sources = readers.list_sources(cfg.input_dir)
+        self.ids = [readers.tomo_id_of(s) for s in self.sources]
+        self.order = submission_order(self.ids, cfg.sample_submission)
+        default = cfg.default_spacing if cfg.default_spacing is not None else cfg.manifest.default_spacing
+        key = run_key(cfg.manifest.path, [m.model for m in cfg.manifest.members], cfg.spacing_csv, default)
+        self.store = ResultStore(work_dir_of(cfg), key, restart=cfg.restart)
+        self.results: dict[str, TomoResult] = self.store.load(self.ids)
+        self._last_write = 0.0
+        if self.results:
+            logger.info("resuming: %d of %d tomograms already done in %s", len(self.results), len(self.ids),
+                        self.store.dir)
+
+    @property
+    def pending(self) -> list[int]:
+        return [i for i, t in enumerate(self.ids) if t not in self.results]
+
+    def record(self, result: TomoResult) -> None:
+        self.store.write(result)
+        self.results[result.tomo_id] = result
+        if time.monotonic() - self._last_write >= self.cfg.write_every_s:
+            self.write_submission()
+
+    def write_submission(self) -> Decision:
+        """The submission from what is done so far (unreached tomograms: -1); atomic."""
+        fused = _table({t: r.fused for t, r in self.results.items() if r.status == "ok"}, self.results)
+        decision = decide(best_per_tomogram(fused, self.order), self.cfg.manifest.threshold)
+        write_csv_atomic(decision.submission, self.cfg.output)
+        self._last_write = time.monotonic()
+        return decision
 
 
-def combine(manifest: Manifest, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Member candidate tables -> one table: the member's own with one member, else fused."""
-    if len(manifest.members) == 1:
-        return tables[manifest.members[0].name]
-    return fuse_with(manifest.fusion, list(tables.values()), [m.weight for m in manifest.members], list(tables))
+def _table(points: dict[str, list[list[float]]], results: dict[str, TomoResult]) -> pd.DataFrame:
+    rows = []
+    for tomo_id in sorted(points):
+        s = results[tomo_id].spacing
+        rows.extend((tomo_id, z, y, x, c, s) for z, y, x, c in points[tomo_id])
+    return candidates_frame(rows)
 
 
-def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None) -> PredictResult:
-    """Run the whole prediction; see the module docstring."""
-    manifest = cfg.manifest
-    sources = readers.list_sources(cfg.input_dir)
-    table = readers.load_spacing_table(cfg.spacing_csv) if cfg.spacing_csv else None
-    default = cfg.default_spacing if cfg.default_spacing is not None else manifest.default_spacing
-    predictors = build_predictors(manifest, cfg.engine, engine_factory)
-    logger.info("%d tomograms, %d member(s): %s", len(sources), len(predictors),
-                ", ".join(p.member.name for p in predictors))
+def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
+                planner: Callable[[], Plan] | None = None, worker_entry: Callable | None = None) -> PredictResult:
+    """Run the whole prediction (see the module docstring) and return what it wrote.
 
-    timer = StageTimer()
-    rows: dict[str, list[tuple]] = {p.member.name: [] for p in predictors}
-    failures: dict[str, str] = {}
-    ids = [readers.tomo_id_of(s) for s in sources]
-    spacing_sources: dict[str, int] = {}
+    ``engine_factory(member) -> callable`` replaces the engines (tests; in-process only).
+    ``planner() -> Plan`` picks how much of the ensemble the next tomogram gets (deadline guard).
+    ``worker_entry`` replaces :func:`inference.worker.worker_main` as the worker processes' target
+    (a top-level function with its signature; tests use it to inject crashes).
+    """
+    run = Run(cfg)
+    planner = planner or (lambda: FULL)
+    logger.info("%d tomograms (%d to do), %d member(s): %s", len(run.ids), len(run.pending),
+                len(cfg.manifest.members), ", ".join(m.name for m in cfg.manifest.members))
     try:
-        for source in _progress(sources, cfg.progress):
-            tomo_id = readers.tomo_id_of(source)
-            try:
-                with timer.stage("read"):
-                    vol = readers.read_volume(source, decoder=cfg.decoder, threads=cfg.read_threads)
-                spacing, how = readers.resolve_spacing(tomo_id, table=table, header_spacing=vol.header_spacing,
-                                                       default=default)
-                spacing_sources[how] = spacing_sources.get(how, 0) + 1
-                found = predict_volume(vol.data, spacing, predictors, timer)
-            except InputError as exc:
-                logger.error("skipping %s: %s", tomo_id, exc)
-                failures[tomo_id] = str(exc)
-                continue
-            except Exception as exc:  # one bad tomogram must not lose the run: record it, write -1
-                logger.exception("tomogram %s failed; it will be written as -1", tomo_id)
-                failures[tomo_id] = f"{type(exc).__name__}: {exc}"
-                continue
-            for name, (zyx, conf) in found.items():
-                rows[name].extend((tomo_id, *map(float, p), float(c), spacing) for p, c in zip(zyx, conf))
+        if run.pending:
+            if cfg.workers == 0 and not cfg.devices:
+                _run_in_process(run, engine_factory, planner)
+            else:
+                if engine_factory is not None:
+                    raise ValueError("engine_factory works in-process only (workers=0)")
+                _run_workers(run, planner, worker_entry)
     finally:
-        # Runs on success, on an interrupt and on an escaping error: the submission is always written.
-        logger.info("spacing from: %s", ", ".join(f"{k} {v}" for k, v in sorted(spacing_sources.items())) or "-")
-        result = _finish(cfg, manifest, ids, rows, failures, timer)
+        # on success, on an interrupt and on an escaping error: the submission is always written
+        result = _finish(run)
     return result
 
 
-def _finish(cfg, manifest, ids, rows, failures, timer) -> PredictResult:
-    tables = {name: candidates_frame(r) for name, r in rows.items()}
-    with timer.stage("fusion"):
-        fused = combine(manifest, tables)
-    order = submission_order(ids, cfg.sample_submission)
-    decision = decide(best_per_tomogram(fused, order), manifest.threshold)
-    with timer.stage("write"):
-        if cfg.candidates_dir is not None:
-            for name, df in tables.items():
-                write_csv_atomic(df, Path(cfg.candidates_dir) / f"{name}.csv")
-            if len(tables) > 1:
-                write_csv_atomic(fused, Path(cfg.candidates_dir) / "fused.csv")
-        write_csv_atomic(decision.submission, cfg.output)
-    logger.info("%s (%s)", decision.describe(), manifest.threshold.describe())
+# ---------------------------------------------------------------------------------- in-process
+
+
+def _run_in_process(run: Run, engine_factory, planner) -> None:
+    cfg = run.cfg
+    ctx = make_context(cfg.manifest, engine=cfg.engine, spacing_csv=cfg.spacing_csv,
+                       default_spacing=cfg.default_spacing, decoder=cfg.decoder, read_threads=cfg.read_threads,
+                       engine_factory=engine_factory)
+    pending = run.pending
+    todo = ((i, planner()) for i in pending)  # lazy: the plan is chosen when the tomogram is loaded
+    bar = _progress(len(run.ids), len(run.ids) - len(pending), cfg.progress)
+    try:
+        for (i, plan), loaded, err in prefetched(todo, lambda item: load(run.sources[item[0]], ctx, item[1])):
+            tomo_id = run.ids[i]
+            if err is not None:
+                result = failure(tomo_id, err)
+            else:
+                try:
+                    result = run_loaded(loaded, ctx, plan)
+                except Exception as exc:  # one bad tomogram must not lose the run: record it, write -1
+                    result = failure(tomo_id, exc)
+            run.record(result)
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+
+@dataclass
+class _WorkerState:
+    process: mp.Process
+    conn: object   # the dispatcher's end of the worker's duplex pipe
+    spec: object
+    held: list[int] = field(default_factory=list)  # given, not done, in the order given (= run order)
+    waiting: bool = False  # asked for a task that the dispatcher could not give yet
+
+
+def _run_workers(run: Run, planner, worker_entry=None) -> None:
+    from multiprocessing.connection import wait
+
+    from inference.worker import Task, WorkerSpec, worker_main
+
+    target = worker_entry or worker_main
+    cfg = run.cfg
+    ctx = mp.get_context("spawn")
+    if cfg.devices:
+        specs = [("cuda", d, None) for d in cfg.devices]
+    else:
+        threads = cfg.engine.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
+        specs = [("cpu", None, threads) for _ in range(cfg.workers)]
+    level = logging.getLogger().getEffectiveLevel()
+    workers: dict[int, _WorkerState] = {}
+    next_wid = [0]
+
+    def start(device, device_id, threads) -> None:
+        wid = next_wid[0]
+        next_wid[0] += 1
+        spec = WorkerSpec(wid=wid, device=device, device_id=device_id, threads=threads, log_level=level)
+        mine, theirs = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=target, args=(spec, cfg, theirs), name=f"motorfinder-worker{wid}", daemon=True)
+        proc.start()
+        theirs.close()
+        workers[wid] = _WorkerState(process=proc, conn=mine, spec=spec)
+
+    for s in specs:
+        start(*s)
+    pending = list(run.pending)          # task indices not yet given out, in order
+    attempts: dict[int, int] = {}
+    restarts_left = max(len(specs), 1) * (cfg.retries + 1) + 2
+    remaining = set(pending)
+    bar = _progress(len(run.ids), len(run.ids) - len(remaining), cfg.progress)
+
+    def give(w: _WorkerState) -> None:
+        if pending:
+            i = pending.pop(0)
+            w.held.append(i)
+            w.waiting = False
+            w.conn.send(Task(index=i, source=str(run.sources[i]), attempt=attempts.get(i, 0), plan=planner()))
+        elif not remaining:
+            w.waiting = False
+            w.conn.send(None)
+        else:
+            w.waiting = True  # others still work; a retry may come
+
+    def handle(w: _WorkerState, msg) -> None:
+        kind = msg[0]
+        if kind == "ready":
+            give(w)
+        elif kind == "done":
+            i, result = msg[2], TomoResult.from_json(msg[3])
+            if i in w.held:
+                w.held.remove(i)
+            if i in remaining:
+                remaining.discard(i)
+                run.record(result)
+                bar.update(1)
+        elif kind == "fatal":
+            raise EngineError(f"worker {w.spec.wid} could not start: {msg[2]}")
+
+    def drain(w: _WorkerState) -> bool:
+        """Handle everything the worker has sent; False once its pipe is closed (it is gone)."""
+        try:
+            while w.conn.poll():
+                handle(w, w.conn.recv())
+        except (EOFError, OSError):
+            return False
+        return True
+
+    def bury(w: _WorkerState) -> None:
+        """A dead worker: the first tomogram it held is the one it was running (tomograms run in the
+        order given), the culprit: retried once, then failed. The rest are re-queued."""
+        nonlocal restarts_left
+        del workers[w.spec.wid]
+        w.conn.close()
+        lost = [i for i in w.held if i in remaining]
+        if lost:
+            logger.warning("worker %d died (exit code %s) holding %s", w.spec.wid, w.process.exitcode,
+                           ", ".join(run.ids[i] for i in lost))
+            culprit = lost[0]
+            attempts[culprit] = attempts.get(culprit, 0) + 1
+            if attempts[culprit] > cfg.retries:
+                remaining.discard(culprit)
+                run.record(TomoResult.failed(run.ids[culprit], f"worker died (exit code {w.process.exitcode}) "
+                                             f"{attempts[culprit]} time(s)", attempts=attempts[culprit]))
+                bar.update(1)
+                lost = lost[1:]
+            pending[:0] = lost
+        if remaining and restarts_left > 0:
+            restarts_left -= 1
+            start(w.spec.device, w.spec.device_id, w.spec.threads)
+        elif remaining and not workers:
+            raise EngineError("every worker died and the restart budget is spent")
+
+    try:
+        while remaining:
+            owner = {}
+            for w in workers.values():
+                owner[w.conn] = w
+                owner[w.process.sentinel] = w
+            touched = {owner[r].spec.wid: owner[r] for r in wait(list(owner), timeout=1.0)}
+            for w in touched.values():
+                alive = drain(w)
+                if not alive or w.process.exitcode is not None:
+                    w.process.join(timeout=5)
+                    drain(w)
+                    bury(w)
+            for w in list(workers.values()):
+                if w.waiting and (pending or not remaining):
+                    give(w)
+    finally:
+        bar.close()
+        for w in workers.values():
+            try:
+                w.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 10
+        for w in workers.values():
+            w.process.join(timeout=max(0.1, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.terminate()
+
+
+# ------------------------------------------------------------------------------------- finish
+
+
+def _finish(run: Run) -> PredictResult:
+    cfg, results = run.cfg, run.results
+    ok = {t: r for t, r in results.items() if r.status == "ok"}
+    names = [m.name for m in cfg.manifest.members]
+    tables = {n: _table({t: r.members[n] for t, r in ok.items() if n in r.members}, results) for n in names}
+    fused = _table({t: r.fused for t, r in ok.items()}, results)
+    decision = run.write_submission()
+    if cfg.candidates_dir is not None:
+        for name, df in tables.items():
+            write_csv_atomic(df, Path(cfg.candidates_dir) / f"{name}.csv")
+        if len(names) > 1:
+            write_csv_atomic(fused, Path(cfg.candidates_dir) / "fused.csv")
+    failures = {t: r.error or "failed" for t, r in results.items() if r.status != "ok"}
+    unreached = [t for t in run.ids if t not in results]
+    timer = StageTimer()
+    for r in results.values():
+        for k, v in r.seconds.items():
+            timer.totals[k] += v
+    sources = pd.Series([r.spacing_source for r in ok.values()]).value_counts().to_dict()
+    logger.info("spacing from: %s", ", ".join(f"{k} {v}" for k, v in sorted(sources.items())) or "-")
+    logger.info("%s (%s)", decision.describe(), cfg.manifest.threshold.describe())
     if failures:
         logger.warning("%d tomogram(s) failed and were written as -1: %s", len(failures),
-                       ", ".join(sorted(failures)[:10]))
-    logger.info("stage times: %s", timer.summary())
+                       "; ".join(f"{t}: {e}" for t, e in sorted(failures.items())[:5]))
+    if unreached:
+        logger.warning("%d tomogram(s) were not reached and were written as -1", len(unreached))
+    logger.info("stage times (summed over tomograms; loading overlaps the engines): %s", timer.summary())
     return PredictResult(submission=decision.submission, decision=decision, member_candidates=tables, fused=fused,
-                         failures=failures, timer=timer, n_tomograms=len(ids))
+                         failures=failures, timer=timer, n_tomograms=len(run.ids), results=dict(results))
 
 
-def _progress(items, enabled: bool):
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, done: int, enabled: bool):
     if not enabled:
-        return items
+        return _NoBar()
     try:
         from tqdm import tqdm
     except ImportError:
-        return items
-    return tqdm(items, desc="tomograms", unit="tomo")
+        return _NoBar()
+    return tqdm(total=total, initial=done, desc="tomograms", unit="tomo")

@@ -1,0 +1,184 @@
+"""The work on one tomogram, shared by the in-process loop and the worker processes.
+
+:func:`load` (read, spacing, resample for each member geometry) and :func:`run_loaded` (members,
+decode, fusion) are split so a prefetch thread can load tomogram k+1 while the engines run on k.
+:class:`Context` holds what a process builds once: the manifest, one predictor (engine) per member.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from inference import readers
+from inference.engines import EngineOptions, load_engine
+from inference.errors import InputError
+from inference.fusion import fuse_members
+from inference.manifest import Manifest
+from inference.predictor import MemberPredictor
+from inference.results import TomoResult
+from inference.timing import StageTimer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """Built once per process: the predictors (engines) and the spacing settings."""
+
+    manifest: Manifest
+    predictors: list[MemberPredictor]
+    spacing_table: dict[str, float] | None
+    default_spacing: float
+    decoder: str = "auto"
+    read_threads: int | None = None
+
+
+def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path | None = None,
+                 default_spacing: float | None = None, decoder: str = "auto", read_threads: int | None = None,
+                 engine_factory: Callable | None = None) -> Context:
+    factory = engine_factory or (lambda member: load_engine(member.model, engine))
+    predictors = [MemberPredictor(m, factory(m), manifest.target_spacing) for m in manifest.members]
+    table = readers.load_spacing_table(spacing_csv) if spacing_csv else None
+    default = default_spacing if default_spacing is not None else manifest.default_spacing
+    return Context(manifest=manifest, predictors=predictors, spacing_table=table, default_spacing=default,
+                   decoder=decoder, read_threads=read_threads)
+
+
+@dataclass
+class Loaded:
+    """A tomogram read and resampled, ready for the engines."""
+
+    tomo_id: str
+    shape: tuple[int, int, int]
+    spacing: float
+    spacing_source: str
+    resampled: dict[tuple, np.ndarray]
+    timer: StageTimer = field(default_factory=StageTimer)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of the ensemble a tomogram gets (the deadline guard lowers it): the members to
+    run (None: all) and at most ``tta_limit`` TTA transforms each (None: all)."""
+
+    active: tuple[str, ...] | None = None
+    tta_limit: int | None = None
+    level: int = 0
+
+
+FULL = Plan()
+
+
+def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
+    """Read one source, resolve its spacing, resample it once per distinct member geometry."""
+    timer = StageTimer()
+    tomo_id = readers.tomo_id_of(source)
+    with timer.stage("read"):
+        vol = readers.read_volume(source, decoder=ctx.decoder, threads=ctx.read_threads)
+    spacing, how = readers.resolve_spacing(tomo_id, table=ctx.spacing_table, header_spacing=vol.header_spacing,
+                                           default=ctx.default_spacing)
+    resampled: dict[tuple, np.ndarray] = {}
+    for p in _active(ctx, plan):
+        key = p.geometry.spacings
+        if key not in resampled:
+            resampled[key] = p.resample(vol.data, spacing, timer)
+    return Loaded(tomo_id=tomo_id, shape=tuple(int(n) for n in vol.data.shape), spacing=spacing,
+                  spacing_source=how, resampled=resampled, timer=timer)
+
+
+def _active(ctx: Context, plan: Plan) -> list[MemberPredictor]:
+    if plan.active is None:
+        return ctx.predictors
+    return [p for p in ctx.predictors if p.member.name in plan.active]
+
+
+def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
+    """The plan's members on a loaded tomogram, then fusion (in Å) of their candidates."""
+    timer = loaded.timer
+    members: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    member_seconds = {}
+    for p in _active(ctx, plan):
+        t0 = time.perf_counter()
+        prepared = p.normalize(loaded.resampled[p.geometry.spacings], timer)
+        heat = p.heatmap(prepared, timer, tta_limit=plan.tta_limit)
+        cands = p.decode(heat, loaded.spacing, timer, loaded.shape)
+        members[p.member.name] = (cands.zyx, cands.conf)
+        member_seconds[p.member.name] = time.perf_counter() - t0
+    weights = {p.member.name: p.member.weight for p in ctx.predictors}
+    with timer.stage("fusion"):
+        fused_zyx, fused_conf = fuse_members(ctx.manifest.fusion, members, weights, loaded.spacing)
+    return TomoResult(
+        tomo_id=loaded.tomo_id, status="ok", spacing=loaded.spacing, spacing_source=loaded.spacing_source,
+        shape=list(loaded.shape), members={k: TomoResult.points(*v) for k, v in members.items()},
+        fused=TomoResult.points(fused_zyx, fused_conf), seconds=dict(timer.totals), member_seconds=member_seconds,
+        degrade=plan.level,
+    )
+
+
+def failure(tomo_id: str, exc: BaseException) -> TomoResult:
+    """A failed tomogram: logged here, written as -1 by the runner."""
+    if isinstance(exc, InputError):
+        logger.error("skipping %s: %s", tomo_id, exc)
+        return TomoResult.failed(tomo_id, str(exc))
+    logger.error("tomogram %s failed (%s: %s); it will be written as -1", tomo_id, type(exc).__name__, exc,
+                 exc_info=exc)
+    return TomoResult.failed(tomo_id, f"{type(exc).__name__}: {exc}")
+
+
+SENTINEL = object()
+
+
+@dataclass(frozen=True)
+class _Raise:
+    exc: BaseException
+
+
+def prefetched(items: Iterable, load_fn: Callable, depth: int = 1) -> Iterator[tuple[object, object, BaseException | None]]:
+    """Yield ``(item, load_fn(item) or None, error or None)`` with up to ``depth`` items loaded ahead
+    in a background thread, so loading (decode, resample) overlaps the consumer's work.
+
+    Memory stays bounded: at most ``depth`` loaded items wait besides the one being consumed.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def producer():
+        try:
+            for item in items:
+                if stop.is_set():
+                    break
+                try:
+                    q.put((item, load_fn(item), None))
+                except Exception as exc:  # handed to the consumer, which records the tomogram as failed
+                    q.put((item, None, exc))
+        except BaseException as exc:  # the item source itself failed (or was interrupted): re-raised below
+            q.put(_Raise(exc))
+        finally:
+            q.put(SENTINEL)
+
+    thread = threading.Thread(target=producer, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = q.get()
+            if got is SENTINEL:
+                break
+            if isinstance(got, _Raise):
+                raise got.exc
+            yield got
+    finally:
+        stop.set()
+        # unblock a producer waiting on a full queue, then let it finish
+        while thread.is_alive():
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass

@@ -1,0 +1,119 @@
+"""A worker process: one per device (or per CPU share), started with ``spawn``.
+
+It pins its device BEFORE anything imports CUDA (``CUDA_VISIBLE_DEVICES``), builds every member's
+engine once, then pulls tomograms from the dispatcher one at a time. A prefetch thread reads and
+resamples tomogram k+1 while the engines run on k; a semaphore keeps at most one loaded tomogram
+waiting, so memory stays flat. Tasks run in the order given, so the dispatcher knows that the
+oldest task a dead worker held is the one it was running. The worker talks to the dispatcher over
+one duplex pipe; a send is written to the pipe before it returns, so nothing a worker said is
+lost when it is killed right after. Messages to the dispatcher:
+
+* ``("ready", wid)``: give me a task (the reply is a :class:`Task` or ``None`` = stop);
+* ``("done", wid, index, result_json)``: its :class:`~inference.results.TomoResult`;
+* ``("fatal", wid, message)``: the worker cannot work at all (e.g. an engine does not load).
+
+Volumes never cross a process boundary: each worker reads its own tomograms; only candidates
+(small JSON) come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inference.pipeline import Plan
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int
+    source: str
+    attempt: int = 0
+    plan: "Plan | None" = None  # None: the full ensemble
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker needs besides the run's settings: its id, device and thread budget."""
+
+    wid: int
+    device: str           # "cpu" or "cuda"
+    device_id: int | None  # physical GPU index (pinned via CUDA_VISIBLE_DEVICES)
+    threads: int | None    # ONNX Runtime intra-op threads on CPU
+    log_level: int = logging.INFO
+
+
+def worker_main(spec: WorkerSpec, settings, conn) -> None:
+    """Process entry point (top level, so ``spawn`` can import it).
+
+    ``settings``: the run's :class:`inference.runner.PredictConfig`; ``conn``: this worker's end of
+    a duplex ``multiprocessing.Pipe``. Each task carries the :class:`~inference.pipeline.Plan` the
+    dispatcher chose for it (the deadline guard).
+    """
+    send_lock = threading.Lock()  # two threads send on one connection
+
+    def send(msg) -> None:
+        with send_lock:
+            conn.send(msg)
+
+    if spec.device == "cuda" and spec.device_id is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.device_id)  # before any CUDA import below
+    logging.basicConfig(level=spec.log_level, format=f"%(levelname)s worker{spec.wid} %(name)s: %(message)s")
+    log = logging.getLogger("inference.worker")
+
+    from dataclasses import replace
+
+    from inference.pipeline import FULL, failure, load, make_context, run_loaded
+    from inference.readers import tomo_id_of
+
+    # the pinned GPU is device 0 inside this process
+    engine = replace(settings.engine, device=spec.device, device_id=0, threads=spec.threads or settings.engine.threads)
+    try:
+        ctx = make_context(settings.manifest, engine=engine, spacing_csv=settings.spacing_csv,
+                           default_spacing=settings.default_spacing, decoder=settings.decoder,
+                           read_threads=settings.read_threads)
+    except Exception as exc:  # nothing can run here: tell the dispatcher instead of dying silently
+        send(("fatal", spec.wid, f"{type(exc).__name__}: {exc}"))
+        return
+
+    local: queue.Queue = queue.Queue()
+    slots = threading.Semaphore(1)  # at most one loaded tomogram waits beside the running one
+
+    def prefetch():
+        while True:
+            slots.acquire()
+            send(("ready", spec.wid))
+            task = conn.recv()
+            if task is None:
+                local.put(None)
+                return
+            try:
+                local.put((task, load(Path(task.source), ctx, task.plan or FULL), None))
+            except Exception as exc:  # recorded as a failed tomogram by the consumer
+                local.put((task, None, exc))
+
+    threading.Thread(target=prefetch, name="prefetch", daemon=True).start()
+    while True:
+        item = local.get()
+        if item is None:
+            break
+        slots.release()
+        task, loaded, err = item
+        tomo_id = tomo_id_of(task.source)
+        if err is not None:
+            result = failure(tomo_id, err)
+        else:
+            try:
+                result = run_loaded(loaded, ctx, task.plan or FULL)
+            except Exception as exc:  # one bad tomogram must not stop the worker
+                result = failure(tomo_id, exc)
+        result.attempts = task.attempt + 1
+        del loaded
+        send(("done", spec.wid, task.index, result.to_json()))
+    log.debug("worker %d done", spec.wid)
