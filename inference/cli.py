@@ -53,6 +53,9 @@ def _add_predict(sub) -> None:
                    "<output>.work)")
     p.add_argument("--restart", action="store_true", help="discard the results in the work folder and start over")
     p.add_argument("--retries", type=int, default=1, help="re-runs of a tomogram whose worker died (default 1)")
+    p.add_argument("--deadline-h", type=float, default=None, help="time budget in hours from the start of predict: "
+                   "when the projected finish exceeds it, drop TTA, then the lowest-weight members, then keep the "
+                   "single fastest member; past it, start nothing more (the rest is written as -1). Kaggle: ~8.5")
     p.add_argument("--ort-provider", choices=("cuda", "tensorrt"), default="cuda",
                    help="ONNX Runtime GPU provider with --device cuda (default cuda)")
     p.add_argument("--fp16", action="store_true", help="let TensorRT build fp16 engines")
@@ -94,7 +97,10 @@ def _run_predict(args) -> int:
         work_dir=args.work_dir,
         restart=args.restart,
         retries=args.retries,
+        deadline_h=args.deadline_h,
     )
+    if args.deadline_h is not None and args.deadline_h <= 0:
+        raise InputError(None, f"--deadline-h {args.deadline_h} must be > 0", "pass the hours left, e.g. 8.5")
     if args.workers < 0 or args.retries < 0:
         raise InputError(None, "--workers and --retries must be >= 0", "pass e.g. --workers 2 --retries 1")
     result = run_predict(cfg)

@@ -77,6 +77,14 @@ class Plan:
 FULL = Plan()
 
 
+class _Stop:
+    def __repr__(self) -> str:
+        return "STOP"
+
+
+STOP = _Stop()  # a planner's answer: start no more tomograms (the deadline is spent)
+
+
 def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
     """Read one source, resolve its spacing, resample it once per distinct member geometry."""
     timer = StageTimer()

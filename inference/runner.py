@@ -31,7 +31,7 @@ from inference import readers
 from inference.engines import EngineOptions
 from inference.errors import EngineError, InputError
 from inference.manifest import Manifest
-from inference.pipeline import FULL, Plan, failure, load, make_context, prefetched, run_loaded
+from inference.pipeline import FULL, STOP, Plan, failure, load, make_context, prefetched, run_loaded
 from inference.results import ResultStore, TomoResult, run_key
 from inference.submission import (
     Decision,
@@ -65,6 +65,7 @@ class PredictConfig:
     restart: bool = False                  # discard the work folder's results first
     retries: int = 1                       # re-runs of a tomogram whose worker died
     write_every_s: float = 5.0             # rewrite the submission at most this often while running
+    deadline_h: float | None = None        # time budget of this run (deadline guard); None: no guard
 
 
 @dataclass
@@ -95,10 +96,12 @@ class Run:
         key = run_key(cfg.manifest.path, [m.model for m in cfg.manifest.members], cfg.spacing_csv, default)
         self.store = ResultStore(work_dir_of(cfg), key, restart=cfg.restart)
         self.results: dict[str, TomoResult] = self.store.load(self.ids)
+        self.observers: list[Callable[[TomoResult], None]] = []
         self._last_write = 0.0
         if self.results:
             logger.info("resuming: %d of %d tomograms already done in %s", len(self.results), len(self.ids),
                         self.store.dir)
+        self.write_submission()  # a valid submission exists from the first second (unreached: -1)
 
     @property
     def pending(self) -> list[int]:
@@ -107,6 +110,8 @@ class Run:
     def record(self, result: TomoResult) -> None:
         self.store.write(result)
         self.results[result.tomo_id] = result
+        for observe in self.observers:
+            observe(result)
         if time.monotonic() - self._last_write >= self.cfg.write_every_s:
             self.write_submission()
 
@@ -137,6 +142,13 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
     (a top-level function with its signature; tests use it to inject crashes).
     """
     run = Run(cfg)
+    if planner is None and cfg.deadline_h is not None:
+        from inference.deadline import DeadlineGuard
+
+        guard = DeadlineGuard(cfg.manifest, cfg.deadline_h * 3600.0, total=len(run.pending),
+                              workers=len(cfg.devices) or max(1, cfg.workers))
+        run.observers.append(guard.observe)
+        planner = guard
     planner = planner or (lambda: FULL)
     logger.info("%d tomograms (%d to do), %d member(s): %s", len(run.ids), len(run.pending),
                 len(cfg.manifest.members), ", ".join(m.name for m in cfg.manifest.members))
@@ -163,10 +175,17 @@ def _run_in_process(run: Run, engine_factory, planner) -> None:
                        default_spacing=cfg.default_spacing, decoder=cfg.decoder, read_threads=cfg.read_threads,
                        engine_factory=engine_factory)
     pending = run.pending
-    todo = ((i, planner()) for i in pending)  # lazy: the plan is chosen when the tomogram is loaded
+
+    def todo():  # lazy: the plan is chosen when the tomogram is loaded
+        for i in pending:
+            plan = planner()
+            if plan is STOP:
+                return
+            yield i, plan
+
     bar = _progress(len(run.ids), len(run.ids) - len(pending), cfg.progress)
     try:
-        for (i, plan), loaded, err in prefetched(todo, lambda item: load(run.sources[item[0]], ctx, item[1])):
+        for (i, plan), loaded, err in prefetched(todo(), lambda item: load(run.sources[item[0]], ctx, item[1])):
             tomo_id = run.ids[i]
             if err is not None:
                 result = failure(tomo_id, err)
@@ -229,11 +248,15 @@ def _run_workers(run: Run, planner, worker_entry=None) -> None:
     bar = _progress(len(run.ids), len(run.ids) - len(remaining), cfg.progress)
 
     def give(w: _WorkerState) -> None:
+        plan = planner() if pending else None
+        if plan is STOP:  # the deadline: nothing more is started; the rest is written as -1
+            remaining.difference_update(pending)
+            pending.clear()
         if pending:
             i = pending.pop(0)
             w.held.append(i)
             w.waiting = False
-            w.conn.send(Task(index=i, source=str(run.sources[i]), attempt=attempts.get(i, 0), plan=planner()))
+            w.conn.send(Task(index=i, source=str(run.sources[i]), attempt=attempts.get(i, 0), plan=plan))
         elif not remaining:
             w.waiting = False
             w.conn.send(None)

@@ -109,6 +109,8 @@ def test_resume_after_killed_run(data, tmp_path):
     proc.wait()
     done = {p.name: p.stat().st_mtime_ns for p in work.glob("*.json")}
     assert 2 <= len(done) < len(ids(data)), "kill the run part-way"
+    killed = pd.read_csv(out)  # the killed run left a complete, valid submission
+    assert sorted(killed.tomo_id) == ids(data) and killed.notna().all().all()
     assert subprocess.run(cmd).returncode == 0
     after = {p.name: p.stat().st_mtime_ns for p in work.glob("*.json")}
     assert {k: after[k] for k in done} == done          # no finished tomogram redone

@@ -1,7 +1,8 @@
 """Model runtimes behind one interface: a suffix -> engine class map.
 
-``.onnx`` runs on ONNX Runtime (CPU, CUDA or TensorRT execution provider). Each runtime lives in
-its own module and is imported only when a model of its kind is loaded.
+``.onnx`` runs on ONNX Runtime (CPU, CUDA or TensorRT execution provider); ``.engine``/``.plan``
+on native TensorRT 10. Each runtime lives in its own module and is imported only when a model of
+its kind is loaded.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from inference.errors import EngineError
 
 ENGINES: dict[str, str] = {
     ".onnx": "inference.engines.onnxruntime:OnnxRuntimeEngine",
+    ".engine": "inference.engines.tensorrt:TensorRTEngine",
+    ".plan": "inference.engines.tensorrt:TensorRTEngine",
 }
 
 

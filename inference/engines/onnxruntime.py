@@ -75,11 +75,43 @@ class OnnxRuntimeEngine(Engine):
         if inputs[0].type not in _ORT_TYPES:
             raise EngineError(f"{self.path}: input type {inputs[0].type} is not supported (float or float16)")
         self.dtype = np.dtype(_ORT_TYPES[inputs[0].type])
+        self._out_dtype = np.dtype(_ORT_TYPES.get(outputs[0].type, np.float32))
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.providers = self.session.get_providers()
         logger.debug("loaded %s with %s", self.describe(), self.providers)
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch):
+        """NumPy in -> NumPy out; a CuPy batch on a CUDA/TensorRT provider stays on the device
+        (IOBinding to CuPy pointers, CuPy out)."""
+        if type(batch).__module__.startswith("cupy"):
+            return self._run_device(batch)
         batch = np.ascontiguousarray(batch, dtype=self.dtype)
         (out,) = self.session.run([self.output_name], {self.input_name: batch})
         return np.asarray(out, dtype=np.float32)
+
+    def _run_device(self, batch):
+        import cupy as cp
+
+        if self.providers[0] == "CPUExecutionProvider":
+            return cp.asarray(self.run(cp.asnumpy(batch)))
+        x = cp.ascontiguousarray(batch, dtype=self.dtype)
+        out_shape = self._output_shape_for(tuple(x.shape))
+        out = cp.empty(out_shape, dtype=self._out_dtype)
+        device_id = x.device.id
+        binding = self.session.io_binding()
+        binding.bind_input(self.input_name, "cuda", device_id, self.dtype, list(x.shape), int(x.data.ptr))
+        binding.bind_output(self.output_name, "cuda", device_id, self._out_dtype, list(out_shape), int(out.data.ptr))
+        cp.cuda.get_current_stream().synchronize()  # ORT runs on its own stream: x must be ready
+        self.session.run_with_iobinding(binding)
+        return out.astype(cp.float32, copy=False)
+
+    def _output_shape_for(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(N, 1, *spatial/stride) from the model's declared output shape and the input's."""
+        declared = self.output_shape
+        if all(d is not None for d in declared[1:]):
+            return (in_shape[0],) + tuple(declared[1:])
+        stride = int(self.metadata.get("stride", 0)) or None
+        if stride is None:
+            raise EngineError(f"{self.path}: dynamic output shape and no 'stride' in the model metadata; "
+                              "re-export with python -m export onnx (it records the stride)")
+        return (in_shape[0], 1) + tuple(d // stride for d in in_shape[2:])

@@ -1,0 +1,143 @@
+"""Native TensorRT 10 engine (``.engine`` / ``.plan``): device-resident I/O on a CuPy stream.
+
+The engine file comes with the JSON sidecar ``<engine>.json`` that ``python -m export tensorrt``
+writes (format in ``export/tensorrt.py``). Engines are not portable across TensorRT versions or
+GPUs: :func:`check_sidecar` compares the sidecar with the running TensorRT and GPU and refuses a
+mismatch with the command that rebuilds it (the Kaggle notebook builds or reuses engines before
+``predict``). Inputs may be NumPy or CuPy arrays; outputs are CuPy arrays on the device, so the
+sliding window, stitching and peak decoding stay on the GPU (``xp = cupy``).
+
+Uses the TensorRT 10 API: ``deserialize_cuda_engine``, named I/O tensors (``num_io_tensors``,
+``get_tensor_name/mode/dtype/shape``), ``set_input_shape`` for the dynamic batch,
+``set_tensor_address`` and ``execute_async_v3`` on the stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from inference.engines.base import Engine, EngineOptions
+from inference.errors import EngineError
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_FORMAT = "motorfinder-tensorrt-sidecar"
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def check_sidecar(engine_path: Path, *, trt_version: str, compute_capability: str, verify_sha: bool = True) -> dict:
+    """The sidecar of ``engine_path``, or EngineError naming every mismatch and the rebuild command."""
+    side = sidecar_path(engine_path)
+    fix = (f"rebuild it on this machine: python -m export tensorrt --onnx <member>.onnx --out {engine_path} "
+           "(the notebook's engine cell does this)")
+    try:
+        data = json.loads(side.read_text())
+    except FileNotFoundError:
+        raise EngineError(f"{engine_path}: no sidecar {side.name} (TensorRT version, GPU, ONNX hash). Fix: {fix}") \
+            from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EngineError(f"{side}: unreadable sidecar ({exc}). Fix: {fix}") from None
+    if data.get("format") != SIDECAR_FORMAT:
+        raise EngineError(f"{side}: not a motorfinder TensorRT sidecar. Fix: {fix}")
+    reasons = []
+    if data.get("tensorrt_version") != trt_version:
+        reasons.append(f"built with TensorRT {data.get('tensorrt_version')}, running {trt_version}")
+    if data.get("compute_capability") != compute_capability:
+        reasons.append(f"built for compute capability {data.get('compute_capability')} "
+                       f"({data.get('gpu_name')}), this GPU is {compute_capability}")
+    if verify_sha and data.get("engine_sha256"):
+        h = hashlib.sha256(engine_path.read_bytes()).hexdigest()
+        if h != data["engine_sha256"]:
+            reasons.append("the engine file does not match its sidecar's sha256")
+    if reasons:
+        raise EngineError(f"{engine_path}: {'; '.join(reasons)}. Fix: {fix}")
+    return data
+
+
+class TensorRTEngine(Engine):
+    def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()):
+        self.path = Path(path)
+        if options.device != "cuda":
+            raise EngineError(f"{self.path}: a TensorRT engine runs on a GPU only. Fix: pass --device cuda "
+                              "(or --devices 0,1), or point the manifest at the member's .onnx for the CPU")
+        try:
+            import cupy as cp
+            import tensorrt as trt
+        except ImportError as exc:
+            raise EngineError(f"{self.path}: TensorRT engines need tensorrt 10.x and cupy "
+                              "(pip install 'motorfinder[gpu]', offline wheels on Kaggle)") from exc
+        self._cp, self._trt = cp, trt
+        dev = cp.cuda.Device(options.device_id)
+        dev.use()
+        cc = "{}.{}".format(*divmod(int(dev.compute_capability), 10))
+        self.sidecar = check_sidecar(self.path, trt_version=trt.__version__, compute_capability=cc)
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(self._logger)
+        self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise EngineError(f"{self.path}: TensorRT could not deserialize the engine. Fix: rebuild it")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(ins) != 1 or not outs:
+            raise EngineError(f"{self.path}: expected one input and at least one output, got {ins} -> {outs}")
+        self.input_name, self.output_name = ins[0], outs[0]
+        self._extra_outputs = outs[1:]
+        self.input_shape = tuple(None if d < 0 else int(d) for d in self.engine.get_tensor_shape(self.input_name))
+        self.output_shape = tuple(None if d < 0 else int(d) for d in self.engine.get_tensor_shape(self.output_name))
+        self.dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
+        self._out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
+        lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        self.max_batch = int(hi[0])
+        self.min_batch = int(lo[0])
+        self.metadata = dict(self.sidecar.get("metadata", {}))
+        self._scratch: dict[str, object] = {}
+        logger.debug("loaded %s (batch %d..%d)", self.describe(), self.min_batch, self.max_batch)
+
+    def run(self, batch):
+        """``batch`` (N, C, *patch), NumPy or CuPy -> CuPy float32 (N, 1, *patch/stride).
+
+        Batches larger than the profile's max run in chunks; smaller than its min are padded.
+        """
+        cp = self._cp
+        x = cp.ascontiguousarray(cp.asarray(batch, dtype=self.dtype))
+        n = x.shape[0]
+        outs = []
+        for lo in range(0, n, self.max_batch):
+            chunk = x[lo:lo + self.max_batch]
+            real = chunk.shape[0]
+            if real < self.min_batch:
+                pad = cp.zeros((self.min_batch - real,) + chunk.shape[1:], dtype=chunk.dtype)
+                chunk = cp.ascontiguousarray(cp.concatenate([chunk, pad]))
+            outs.append(self._execute(chunk)[:real])
+        out = outs[0] if len(outs) == 1 else cp.concatenate(outs)
+        return out.astype(cp.float32, copy=False)
+
+    def _execute(self, x):
+        cp = self._cp
+        ctx = self.context
+        if not ctx.set_input_shape(self.input_name, tuple(x.shape)):
+            raise EngineError(f"{self.path}: input shape {tuple(x.shape)} is outside the engine's profile "
+                              f"(batch {self.min_batch}..{self.max_batch}, input {self.input_shape})")
+        ctx.set_tensor_address(self.input_name, int(x.data.ptr))
+        out = cp.empty(tuple(ctx.get_tensor_shape(self.output_name)), dtype=self._out_dtype)
+        ctx.set_tensor_address(self.output_name, int(out.data.ptr))
+        for name in self._extra_outputs:  # bound, ignored
+            buf = cp.empty(tuple(ctx.get_tensor_shape(name)),
+                           dtype=np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name))))
+            self._scratch[name] = buf
+            ctx.set_tensor_address(name, int(buf.data.ptr))
+        # the current CuPy stream: ordered after whatever produced x, before whatever reads out
+        stream = cp.cuda.get_current_stream()
+        if not ctx.execute_async_v3(stream.ptr):
+            raise EngineError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
+        return out
