@@ -69,8 +69,13 @@ def find_peaks(heat, *, nms_kernel=3, min_conf: float = 0.0, top_k: int = 50, xp
     (ties are not broken spatially).
     """
     heat = xp.asarray(heat, dtype=xp.float32)
-    pooled = max_filter(heat, nms_kernel, xp=xp)
-    mask = (heat == pooled) & (heat >= min_conf)
+    if xp is not np and heat.ndim == 3:  # one CUDA launch (kernels.nms), same semantics
+        from kernels.nms import local_max_mask
+
+        mask = local_max_mask(xp.ascontiguousarray(heat), nms_kernel, min_conf)
+    else:
+        pooled = max_filter(heat, nms_kernel, xp=xp)
+        mask = (heat == pooled) & (heat >= min_conf)
     flat = xp.nonzero(mask.ravel())[0]
     conf = heat.ravel()[flat]
     if hasattr(flat, "get"):  # CuPy -> NumPy; only the candidates leave the device

@@ -45,11 +45,24 @@ def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path
                  default_spacing: float | None = None, decoder: str = "auto", read_threads: int | None = None,
                  engine_factory: Callable | None = None) -> Context:
     factory = engine_factory or (lambda member: load_engine(member.model, engine))
-    predictors = [MemberPredictor(m, factory(m), manifest.target_spacing) for m in manifest.members]
+    xp = array_module(engine.device)
+    predictors = [MemberPredictor(m, factory(m), manifest.target_spacing, xp=xp) for m in manifest.members]
     table = readers.load_spacing_table(spacing_csv) if spacing_csv else None
     default = default_spacing if default_spacing is not None else manifest.default_spacing
     return Context(manifest=manifest, predictors=predictors, spacing_table=table, default_spacing=default,
                    decoder=decoder, read_threads=read_threads)
+
+
+def array_module(device: str):
+    """NumPy on the CPU; CuPy on a GPU, so volumes stay on the device from the resample on."""
+    if device != "cuda":
+        return np
+    try:
+        import cupy
+    except ImportError as exc:
+        raise InputError(None, "--device cuda needs CuPy", "pip install cupy-cuda12x (Kaggle's GPU image has it), "
+                         "or run with --device cpu") from exc
+    return cupy
 
 
 @dataclass
@@ -94,10 +107,15 @@ def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
     spacing, how = readers.resolve_spacing(tomo_id, table=ctx.spacing_table, header_spacing=vol.header_spacing,
                                            default=ctx.default_spacing)
     resampled: dict[tuple, np.ndarray] = {}
-    for p in _active(ctx, plan):
+    active = _active(ctx, plan)
+    data = vol.data
+    if active and active[0].xp is not np:
+        with timer.stage("read"):
+            data = active[0].xp.asarray(np.ascontiguousarray(data))  # upload the uint8 volume once
+    for p in active:
         key = p.geometry.spacings
         if key not in resampled:
-            resampled[key] = p.resample(vol.data, spacing, timer)
+            resampled[key] = p.resample(data, spacing, timer)
     return Loaded(tomo_id=tomo_id, shape=tuple(int(n) for n in vol.data.shape), spacing=spacing,
                   spacing_source=how, resampled=resampled, timer=timer)
 

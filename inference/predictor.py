@@ -83,10 +83,19 @@ class MemberPredictor:
 
     # -- stages ------------------------------------------------------------------------------
     def resample(self, volume, tomo_spacing: float, timer: StageTimer | None = None):
-        """uint8/float (Z, Y, X) at ``tomo_spacing`` -> float32 at this member's spacings."""
+        """uint8/float (Z, Y, X) at ``tomo_spacing`` -> float32 at this member's spacings.
+
+        On the GPU (``xp`` is CuPy) one fused kernel does the separable-linear resample
+        (:mod:`kernels.resample`, same sampling grid as :mod:`inference.resample`).
+        """
         timer = timer or StageTimer()
         with timer.stage("resample"):
-            return resample(self.xp.asarray(volume), tomo_spacing, self.geometry.spacings, xp=self.xp)
+            vol = self.xp.asarray(volume)
+            if self.xp is not np:
+                from kernels.resample import resample_normalize
+
+                return resample_normalize(vol, tomo_spacing, self.geometry.spacings, 0.0, 1.0)
+            return resample(vol, tomo_spacing, self.geometry.spacings, xp=self.xp)
 
     def normalize(self, resampled, timer: StageTimer | None = None):
         timer = timer or StageTimer()

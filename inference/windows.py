@@ -114,6 +114,12 @@ def sliding_window(
             raise ValueError(
                 f"predictor returned shape {tuple(out.shape)} for a batch {tuple(batch.shape)}; expected "
                 f"{(len(chunk), 1) + out_patch} (the window / stride {strides})")
+        if xp is not np and ndim == 3:  # one CUDA launch stitches the whole batch (kernels.accumulate)
+            from kernels.accumulate import accumulate
+
+            cells_at = np.asarray([[a // s for a, s in zip(st, strides)] for st in chunk], dtype=np.int64)
+            accumulate(acc, count, out, cells_at, mode=mode)
+            continue
         for st, o in zip(chunk, out):
             region = tuple(slice(a // s, a // s + q) for a, s, q in zip(st, strides, out_patch))
             if mode == "mean":
