@@ -2,4 +2,16 @@
 
 Imports nothing of this project. Every kernel here has a NumPy twin used on the CPU path and as
 the reference of its parity test; CuPy is imported only where a kernel runs.
+
+* :mod:`kernels.resample`: ``resample_normalize`` (uint8 -> trilinear -> ``(v - mean) / std``).
+* :mod:`kernels.accumulate`: ``accumulate`` (stitch a batch of window outputs, mean or max).
+* :mod:`kernels.nms`: ``local_max_mask`` (3D max-pool NMS mask).
+
+Each public function dispatches on its input's array module (NumPy -> ``*_ref``, CuPy -> CUDA).
+The submodules are the API (``from kernels.accumulate import accumulate``); the package only
+re-exports the CuPy helpers, so no function name shadows its module.
 """
+
+from kernels._cupy import cupy_available, get_array_module
+
+__all__ = ["cupy_available", "get_array_module"]
