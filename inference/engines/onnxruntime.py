@@ -55,6 +55,9 @@ class OnnxRuntimeEngine(Engine):
                 f"{self.path}: ONNX Runtime provider {wanted} is not available (have {', '.join(available)}). "
                 "Fix: install onnxruntime-gpu matching your CUDA (and uninstall the CPU onnxruntime), "
                 "or run with --device cpu")
+        if options.device == "cuda" and hasattr(ort, "preload_dlls"):
+            # onnxruntime >= 1.21: find CUDA 12 / cuDNN 9 from the nvidia-* wheels (as on Kaggle)
+            ort.preload_dlls()
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if options.threads:
