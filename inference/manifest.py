@@ -212,7 +212,7 @@ _MEMBER_KEYS = {
 }
 
 
-def _member(ctx: _Ctx, value: Any, i: int) -> Member:
+def _member(ctx: _Ctx, value: Any, i: int, check_files: bool = True) -> Member:
     key = f"members[{i}]"
     data = ctx.mapping(value, key)
     ctx.check_keys(data, key, _MEMBER_KEYS, {"name", "kind", "model", "patch", "stride", "normalize"})
@@ -231,7 +231,7 @@ def _member(ctx: _Ctx, value: Any, i: int) -> Member:
     if model.suffix.lower() not in MODEL_SUFFIXES:
         raise ctx.fail(f"{key}.model", f"'{model_rel}' has suffix '{model.suffix}'",
                        f"use one of {', '.join(MODEL_SUFFIXES)}")
-    if not model.is_file():
+    if check_files and not model.is_file():
         raise ctx.fail(f"{key}.model", f"file not found: {model}",
                        "paths are relative to the manifest; export the member first")
 
@@ -314,8 +314,12 @@ def _fusion(ctx: _Ctx, value: Any) -> Fusion:
     )
 
 
-def parse_manifest(data: Any, path: Path) -> Manifest:
-    """Validate already-loaded YAML ``data``; ``path`` locates relative model paths and errors."""
+def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manifest:
+    """Validate already-loaded YAML ``data``; ``path`` locates relative model paths and errors.
+
+    ``check_files=False`` skips the model-file existence check (``python -m export all`` reads the
+    manifest before the files exist); everything else is validated the same.
+    """
     ctx = _Ctx(Path(path))
     data = ctx.mapping(data, "(top level)")
     ctx.check_keys(data, "", {"target_spacing", "default_spacing", "members", "threshold", "fusion"},
@@ -323,7 +327,7 @@ def parse_manifest(data: Any, path: Path) -> Manifest:
     members_raw = data["members"]
     if not isinstance(members_raw, list) or not members_raw:
         raise ctx.fail("members", "expected a non-empty list of members")
-    members = tuple(_member(ctx, m, i) for i, m in enumerate(members_raw))
+    members = tuple(_member(ctx, m, i, check_files) for i, m in enumerate(members_raw))
     names = [m.name for m in members]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

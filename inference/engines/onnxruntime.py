@@ -62,6 +62,8 @@ class OnnxRuntimeEngine(Engine):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if options.threads:
             so.intra_op_num_threads = int(options.threads)
+        if options.device == "cpu":
+            so.enable_cpu_mem_arena = False  # the arena keeps each session's peak: five big members would not fit
         so.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)

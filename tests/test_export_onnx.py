@@ -1,0 +1,379 @@
+"""export: members, ONNX export with parity, metadata, `all` over a manifest, and predict on the result.
+
+The default run exports one small 3d member (x3d_m at 32x64x64) through ``export all`` and uses it
+for every check, including ``run_predict`` on a tiny synthetic set; the other members are slow tests.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from export.cli import build_parser, main  # noqa: E402
+from export.errors import ExportError  # noqa: E402
+from export.manifest_export import export_all, read_manifest, scale_patch  # noqa: E402
+from export.onnx_export import export_onnx, read_metadata  # noqa: E402
+from export.registry import REGISTRY, arch_for_member, build_model, check_patch, resolve_arch  # noqa: E402
+from inference.errors import InputError  # noqa: E402
+from inference.manifest import load_manifest, parse_manifest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "weights_manifest.yaml"
+SMALL_3D = (32, 64, 64)
+SMALL_2D = (64, 64)
+SCALE_3D = 1 / 7  # 224x448x448 -> 32x64x64
+
+
+@pytest.fixture(scope="module")
+def x3d_export(tmp_path_factory):
+    """``export all --only x3d_m --patch-scale 1/7 --random-init`` of the shipped manifest."""
+    out = tmp_path_factory.mktemp("export_x3d")
+    return export_all(SHIPPED, out, random_init=True, patch_scale=SCALE_3D, only=["x3d_m"], seed=0)
+
+
+# --------------------------------------------------------------------------- members
+
+
+def test_registry_has_the_manifest_members_with_kind_channels_stride():
+    manifest, _ = read_manifest(SHIPPED)
+    for m in manifest.members:
+        spec = REGISTRY[arch_for_member(m.name)]
+        assert (spec.kind, spec.stride) == (m.kind, m.stride)
+        assert spec.in_channels == (1 if m.kind == "3d" else m.channels)
+    assert arch_for_member("x3d_m_fold2") == "x3d_m"
+    assert arch_for_member("resnext50-ema") == "resnext50"
+    assert arch_for_member("unet") is None
+
+
+@pytest.mark.parametrize("name", ["x3d_m", "densenet121", "resnext50"])
+def test_3d_members_give_one_channel_at_stride_16(name):
+    model, spec = build_model(REGISTRY[name], SMALL_3D, seed=0)
+    with torch.no_grad():
+        y = model(torch.zeros(1, 1, 32, 32, 64))  # convnets: any multiple of 32
+    assert tuple(y.shape) == (1, 1, 2, 2, 4)
+    assert spec.patch_multiple == 32
+
+
+def test_x3d_m_matches_the_published_widths_and_depths():
+    from export.encoders3d import X3D, X3DBottleneck, SqueezeExcitation3d
+
+    enc = X3D()
+    assert enc.feature_channels == (24, 48, 96, 192)
+    assert [len(s.res_blocks) for s in enc.stages] == [3, 5, 11, 7]
+    inner = [s.res_blocks[0].branch2.conv_b.out_channels for s in enc.stages]
+    assert inner == [54, 108, 216, 432]  # 2.25 x width, depthwise
+    assert all(s.res_blocks[0].branch2.conv_b.groups == c for s, c in zip(enc.stages, inner))
+    se = [isinstance(b.branch2.norm_b[1], SqueezeExcitation3d) for b in enc.stages[2].res_blocks]
+    assert se == [i % 2 == 0 for i in range(11)]  # SE on every other block
+    names = dict(enc.named_parameters())
+    assert "stem.conv_xy.weight" in names and "stem.conv_t.weight" in names
+    assert "stages.0.res_blocks.0.branch2.conv_b.weight" in names
+    assert isinstance(enc.stages[0].res_blocks[0].branch2, X3DBottleneck)
+
+
+def test_torchvision_style_names_for_resnext_and_densenet():
+    from export.encoders3d import DenseNet3d, ResNeXt3d
+
+    r = dict(ResNeXt3d().named_parameters())
+    assert r["layer1.0.conv2.weight"].shape == (128, 4, 3, 3, 3)  # 32 groups x 4 channels
+    assert "layer4.2.bn3.weight" in r and "layer2.0.downsample.0.weight" in r
+    d = dict(DenseNet3d().named_parameters())
+    assert "features.denseblock3.denselayer24.conv2.weight" in d and "features.norm5.weight" in d
+    assert DenseNet3d().feature_channels == (256, 512, 1024, 1024)
+
+
+def test_patch_check_names_the_multiple_and_suggests_one():
+    spec = REGISTRY["x3d_m"]
+    assert check_patch(spec, (32, 64, 96)) == (32, 64, 96)
+    with pytest.raises(InputError, match="multiple of 32.*use e.g. 32 64 64"):
+        check_patch(spec, (40, 64, 64))
+    with pytest.raises(InputError, match="needs 3 sides"):
+        check_patch(spec, (64, 64))
+    assert scale_patch((224, 448, 448), SCALE_3D, 32) == SMALL_3D
+    assert scale_patch((896, 896), 0.01, 32) == (32, 32)
+
+
+def test_unknown_arch_is_an_input_error():
+    with pytest.raises(InputError, match="unknown arch"):
+        resolve_arch("unet3d", "3d")
+    with pytest.raises(InputError, match="contradicts"):
+        resolve_arch("x3d_m", "3d", stride=8)
+
+
+# --------------------------------------------------------------------------- export of the small x3d_m
+
+
+def test_all_writes_the_member_and_a_derived_manifest_that_validates(x3d_export):
+    (report,) = x3d_export.reports
+    assert report.path.is_file() and report.path.parent.name == "members"
+    assert x3d_export.manifest.name == "weights_manifest.exported.yaml"
+    m = load_manifest(x3d_export.manifest)
+    assert [mm.name for mm in m.members] == ["x3d_m"]
+    assert m.members[0].patch == SMALL_3D and m.members[0].model == report.path.resolve()
+    assert m.threshold.quantile == 0.55  # the rest of the shipped manifest is kept
+
+
+def test_parity_shapes_and_metadata(x3d_export):
+    import onnx
+    import onnxruntime as ort
+
+    (report,) = x3d_export.reports
+    assert report.max_abs_diff <= 1e-4
+    assert report.output_std > 1e-3  # a non-constant output, so the parity check compares something
+    model = onnx.load(str(report.path))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    meta = read_metadata(report.path)
+    assert meta["arch"] == "x3d_m" and meta["kind"] == "3d" and meta["stride"] == "16"
+    assert json.loads(meta["patch"]) == list(SMALL_3D)
+    assert meta["spacing"] == "16.0" and meta["activation"] == "sigmoid"
+    assert json.loads(meta["normalize"]) == {"mean": 0.0, "std": 255.0}
+    assert meta["checkpoint_sha256"] == "random-init" and meta["member"] == "x3d_m"
+    assert meta["exporter_torch"] == torch.__version__ and meta["exporter_onnx"] == onnx.__version__
+    assert float(meta["parity_max_abs_diff"]) == pytest.approx(report.max_abs_diff, rel=1e-3)
+    # dynamic batch, fixed spatial axes: batch 3 runs and the grid is patch / 16
+    sess = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"input": np.zeros((3, 1, *SMALL_3D), np.float32)})
+    assert y.shape == (3, 1, 2, 4, 4)
+    assert sess.get_inputs()[0].shape[1:] == [1, *SMALL_3D]
+
+
+def test_same_seed_same_weights():
+    spec = REGISTRY["x3d_m"]
+    a = build_model(spec, SMALL_3D, seed=5, random_init=True)[0].state_dict()
+    b = build_model(spec, SMALL_3D, seed=5, random_init=True)[0].state_dict()
+    c = build_model(spec, SMALL_3D, seed=6, random_init=True)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # including the calibrated BatchNorm statistics
+    assert not torch.equal(a["head.weight"], c["head.weight"])
+    assert not torch.equal(a["neck.fuse.norm.running_var"], c["neck.fuse.norm.running_var"])
+
+
+def test_predict_runs_on_the_exported_member(x3d_export, tmp_path):
+    from inference.runner import PredictConfig, run_predict
+    from inference.synth import generate
+
+    data = tmp_path / "data"
+    labels = generate(data, n=2, seed=3, split="test", scale=0.1, progress=False)
+    manifest = load_manifest(x3d_export.manifest)
+    out = tmp_path / "submission.csv"
+    result = run_predict(PredictConfig(manifest=manifest, input_dir=data / "test", output=out,
+                                       spacing_csv=data / "test_labels.csv", candidates_dir=tmp_path / "cands",
+                                       progress=False))
+    assert not result.failures
+    import pandas as pd
+
+    sub = pd.read_csv(out)
+    assert sorted(sub.tomo_id) == sorted(set(labels.tomo_id))
+    cands = pd.read_csv(tmp_path / "cands" / "x3d_m.csv")
+    assert list(cands.columns) == ["tomo_id", "z", "y", "x", "conf", "voxel_spacing"]
+    assert len(cands) > 0 and cands.conf.between(0, 1).all()
+
+
+# --------------------------------------------------------------------------- bring your own, failures
+
+
+BYO = """
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, stride=16, noisy=False):
+        super().__init__()
+        self.conv = nn.Conv3d(1, 1, stride, stride=stride)
+        self.noisy = noisy
+        self.stride = 16
+    def forward(self, x):
+        y = self.conv(x)
+        return y + torch.rand_like(y) if self.noisy else y
+
+def good():
+    return Net()
+
+def with_patch(patch):
+    assert len(patch) == 3
+    return Net()
+
+def wrong_stride():
+    return Net(stride=8)
+
+def noisy():
+    return Net(noisy=True)
+
+def not_a_module():
+    return 42
+"""
+
+
+@pytest.fixture
+def byo(tmp_path):
+    path = tmp_path / "mynets.py"
+    path.write_text(textwrap.dedent(BYO))
+    return path
+
+
+def test_bring_your_own_arch(byo, tmp_path):
+    for fn in ("good", "with_patch"):
+        r = export_onnx(f"{byo}:{fn}", (32, 32, 32), tmp_path / f"{fn}.onnx", random_init=True)
+        assert r.output_shape == ("N", 1, 2, 2, 2) and r.max_abs_diff <= 1e-4
+        assert read_metadata(r.path)["arch"] == f"{byo}:{fn}"
+
+
+def test_output_grid_must_be_patch_over_stride(byo, tmp_path):
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ExportError, match=r"gives output \[2, 1, 4, 4, 4\], expected \[2, 1, 2, 2, 2\]"):
+        export_onnx(f"{byo}:wrong_stride", (32, 32, 32), out, random_init=True)
+    assert not out.exists()
+
+
+def test_parity_failure_is_an_error_and_writes_nothing(byo, tmp_path):
+    out = tmp_path / "noisy.onnx"
+    with pytest.raises(ExportError, match="differs from torch by max"):
+        export_onnx(f"{byo}:noisy", (32, 32, 32), out, random_init=True)
+    assert not out.exists() and list(tmp_path.glob("*.tmp")) == []
+
+
+def test_byo_errors_are_input_errors(byo, tmp_path):
+    with pytest.raises(InputError, match="not an nn.Module"):
+        export_onnx(f"{byo}:not_a_module", (32, 32, 32), tmp_path / "x.onnx", random_init=True)
+    with pytest.raises(InputError, match="no callable"):
+        export_onnx(f"{byo}:missing", (32, 32, 32), tmp_path / "x.onnx", random_init=True)
+    with pytest.raises(InputError, match="cannot import"):
+        export_onnx("no_such_module_xyz:build", (32, 32, 32), tmp_path / "x.onnx", random_init=True)
+
+
+def test_option_errors(tmp_path):
+    with pytest.raises(InputError, match="opset 13 is too old"):
+        export_onnx("x3d_m", SMALL_3D, tmp_path / "m.onnx", random_init=True, opset=13)
+    with pytest.raises(InputError, match="exactly one of a checkpoint or random init"):
+        export_onnx("x3d_m", SMALL_3D, tmp_path / "m.onnx")
+    with pytest.raises(InputError, match="3d member but the patch"):
+        export_onnx("x3d_m", SMALL_2D, tmp_path / "m.onnx", random_init=True)
+    with pytest.raises(InputError, match=r"\.onnx file"):
+        export_onnx("x3d_m", SMALL_3D, tmp_path / "m.pt", random_init=True)
+
+
+# --------------------------------------------------------------------------- manifest handling
+
+
+def test_parse_manifest_without_file_check(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(SHIPPED.read_text())
+    where = tmp_path / "weights_manifest.yaml"
+    with pytest.raises(InputError, match="file not found"):
+        parse_manifest(data, where)
+    m = parse_manifest(data, where, check_files=False)
+    assert len(m.members) == 5
+    data["members"][0]["patch"] = [100, 448, 448]  # still validated
+    with pytest.raises(InputError, match="not a multiple of stride"):
+        parse_manifest(data, where, check_files=False)
+
+
+def test_all_rejects_members_it_cannot_export(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(SHIPPED.read_text())
+    data["members"] = [dict(data["members"][0], name="unet")]
+    p = tmp_path / "m.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match="no arch for member name 'unet'"):
+        export_all(p, tmp_path, random_init=True)
+    data["members"] = [dict(data["members"][0], name="x3d_m", kind="2d", patch=[896, 896], slice_spacing=32.0,
+                            tta=["yx"])]
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match="arch x3d_m is 3d"):
+        export_all(p, tmp_path, random_init=True)
+    with pytest.raises(InputError, match="--only names nope"):
+        export_all(SHIPPED, tmp_path, random_init=True, only=["nope"])
+    with pytest.raises(InputError, match="no checkpoint for member x3d_m"):
+        export_all(SHIPPED, tmp_path, checkpoints=tmp_path, only=["x3d_m"])
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_every_option_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {"onnx", "all", "tensorrt", "archs"}
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+
+
+def test_cli_onnx_and_one_line_errors(tmp_path, capsys, byo):
+    out = tmp_path / "m.onnx"
+    assert main(["-q", "onnx", "--arch", f"{byo}:good", "--random-init", "--patch", "32", "32", "32",
+                 "--out", str(out), "--normalize", "zscore", "--spacing", "12.5"]) == 0
+    assert "parity max|diff|" in capsys.readouterr().out
+    meta = read_metadata(out)
+    assert meta["normalize"] == "zscore" and meta["spacing"] == "12.5"
+    rc = main(["onnx", "--arch", "x3d_m", "--random-init", "--patch", "30", "64", "64", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "multiple of 32" in err and "Traceback" not in err
+    rc = main(["onnx", "--arch", "x3d_m", "--checkpoint", str(tmp_path / "none.pt"), "--patch", "32", "64", "64",
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "none.pt: checkpoint not found" in err
+
+
+def test_cli_module_runs(tmp_path):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "export", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0 and "tensorrt" in res.stdout and "onnx" in res.stdout
+
+
+def test_cli_archs_lists_the_registry(capsys):
+    assert main(["archs"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in REGISTRY)
+
+
+# --------------------------------------------------------------------------- slow: the other members
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["densenet121", "resnext50"])
+def test_slow_3d_member_parity(name, tmp_path):
+    r = export_onnx(name, SMALL_3D, tmp_path / f"{name}.onnx", random_init=True)
+    assert r.max_abs_diff <= 1e-4 and r.output_std > 1e-3
+    assert r.output_shape == ("N", 1, 2, 4, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["maxvit_tiny", "coat_lite_medium"])
+def test_slow_2d_member_parity(name, tmp_path):
+    pytest.importorskip("timm")
+    r = export_onnx(name, SMALL_2D, tmp_path / f"{name}.onnx", random_init=True)
+    assert r.max_abs_diff <= 1e-4 and r.output_std > 1e-3
+    assert r.output_shape == ("N", 1, 4, 4)
+
+
+@pytest.mark.slow
+def test_slow_all_3d_members_then_predict(tmp_path):
+    from inference.runner import PredictConfig, run_predict
+    from inference.synth import generate
+
+    res = export_all(SHIPPED, tmp_path / "out", random_init=True, patch_scale=SCALE_3D,
+                     only=["x3d_m", "densenet121", "resnext50"])
+    assert [r.arch for r in res.reports] == ["x3d_m", "densenet121", "resnext50"]
+    assert all(r.max_abs_diff <= 1e-4 for r in res.reports)
+    generate(tmp_path / "data", n=2, seed=4, split="test", scale=0.1, progress=False)
+    result = run_predict(PredictConfig(manifest=load_manifest(res.manifest), input_dir=tmp_path / "data" / "test",
+                                       output=tmp_path / "sub.csv", progress=False))
+    assert not result.failures and (tmp_path / "sub.csv").is_file()
+
+
+@pytest.mark.slow
+def test_slow_all_members_of_the_shipped_manifest(tmp_path):
+    pytest.importorskip("timm")
+    res = export_all(SHIPPED, tmp_path, random_init=True, patch_scale=SCALE_3D)
+    assert len(res.reports) == 5 and all(r.max_abs_diff <= 1e-4 for r in res.reports)
+    assert len(load_manifest(res.manifest).members) == 5
