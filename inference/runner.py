@@ -29,7 +29,7 @@ import pandas as pd
 
 from inference import readers
 from inference.engines import EngineOptions
-from inference.errors import EngineError, InputError
+from inference.errors import EngineError
 from inference.manifest import Manifest
 from inference.pipeline import FULL, STOP, Plan, failure, load, make_context, prefetched, run_loaded
 from inference.results import ResultStore, TomoResult, run_key

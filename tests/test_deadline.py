@@ -1,6 +1,5 @@
 """The deadline guard with a fake clock: the ladder, degradation, stop, and a run that hits it."""
 
-import copy
 
 import pandas as pd
 import pytest
