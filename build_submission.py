@@ -239,17 +239,10 @@ def _export_fix(manifest: Path) -> str:
 
 def read_members(manifest_path: Path):
     """Validate the manifest and list its member files; every problem is an InputError naming the file."""
-    import yaml
-
-    from inference.manifest import load_manifest, parse_manifest
+    from inference.manifest import load_manifest, parse_manifest, read_manifest_yaml
 
     manifest_path = Path(manifest_path)
-    if not manifest_path.is_file():
-        raise InputError(manifest_path, "manifest not found", "pass --manifest with the path of weights_manifest.yaml")
-    try:
-        raw = yaml.safe_load(manifest_path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(manifest_path, f"not valid YAML ({exc})", "fix the syntax at the line shown") from None
+    raw = read_manifest_yaml(manifest_path)
     parse_manifest(raw, manifest_path, check_files=False)  # everything but the files, with the manifest's message
     missing = []
     for i, m in enumerate(raw["members"]):

@@ -27,7 +27,7 @@ from export.checkpoints import find_checkpoint
 from export.onnx_export import DEFAULT_OPSET, DEFAULT_TOL, ExportReport, export_onnx
 from export.registry import REGISTRY, arch_for_member
 from inference.errors import InputError
-from inference.manifest import Manifest, load_manifest, parse_manifest
+from inference.manifest import Manifest, load_manifest, parse_manifest, read_manifest_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +40,8 @@ class AllResult:
 
 def read_manifest(path: str | Path) -> tuple[Manifest, dict]:
     """Parse and validate ``path`` without requiring its model files; returns it and the raw YAML."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "manifest not found", "pass --manifest with the path of weights_manifest.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"not valid YAML ({exc})", "fix the syntax at the line shown") from None
-    return parse_manifest(raw, path, check_files=False), raw
+    raw = read_manifest_yaml(path)
+    return parse_manifest(raw, Path(path), check_files=False), raw
 
 
 def scale_patch(patch: tuple[int, ...], scale: float, multiple: int) -> tuple[int, ...]:

@@ -342,13 +342,17 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
     )
 
 
-def load_manifest(path: str | Path) -> Manifest:
-    """Read and validate a manifest file."""
+def read_manifest_yaml(path: str | Path) -> Any:
+    """The manifest file's YAML, or an InputError naming the file (missing, not YAML)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "manifest not found", "pass --manifest with the path of weights_manifest.yaml")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise InputError(path, f"not valid YAML ({exc})", "fix the syntax at the line shown") from None
-    return parse_manifest(data, path)
+
+
+def load_manifest(path: str | Path, *, check_files: bool = True) -> Manifest:
+    """Read and validate a manifest file (``check_files=False``: model files need not exist yet)."""
+    return parse_manifest(read_manifest_yaml(path), Path(path), check_files=check_files)
