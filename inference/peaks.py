@@ -69,7 +69,7 @@ def find_peaks(heat, *, nms_kernel=3, min_conf: float = 0.0, top_k: int = 50, xp
     (ties are not broken spatially).
     """
     heat = xp.asarray(heat, dtype=xp.float32)
-    if xp is not np and heat.ndim == 3:  # one CUDA launch (kernels.nms), same semantics
+    if heat.ndim == 3:  # kernels.nms: NumPy reference on the CPU, one CUDA launch on the GPU
         from kernels.nms import local_max_mask
 
         mask = local_max_mask(xp.ascontiguousarray(heat), nms_kernel, min_conf)

@@ -114,7 +114,7 @@ def sliding_window(
             raise ValueError(
                 f"predictor returned shape {tuple(out.shape)} for a batch {tuple(batch.shape)}; expected "
                 f"{(len(chunk), 1) + out_patch} (the window / stride {strides})")
-        if xp is not np and ndim == 3:  # one CUDA launch stitches the whole batch (kernels.accumulate)
+        if ndim == 3:  # kernels.accumulate: NumPy reference on the CPU, one CUDA launch per batch on the GPU
             from kernels.accumulate import accumulate
 
             cells_at = np.asarray([[a // s for a, s in zip(st, strides)] for st in chunk], dtype=np.int64)
