@@ -10,11 +10,10 @@ candidates at the ensemble's (0.55), and scores all three with the competition m
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import tempfile
 from pathlib import Path
+
+from _report import emit, provenance
 
 
 def main(argv=None) -> int:
@@ -47,12 +46,10 @@ def main(argv=None) -> int:
         s = scoring.score_frames(labels, sub)
         rows.append(f"| {name} | {s.f2:.3f} | {s.precision:.3f} | {s.recall:.3f} | {s.tp} | {s.fp} | {s.fn} | {s.tn} |")
     n_motor = int((labels.groupby("tomo_id")["Motor axis 0"].max() >= 0).sum())
-    text = "\n".join([
+    emit([
         "# Demo ensemble vs single members",
         "",
-        f"- command: `python bench/bench_ensemble.py --n {args.n} --seed {args.seed}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        *provenance(f"python bench/bench_ensemble.py --n {args.n} --seed {args.seed}"),
         f"- data: {args.n} synthetic test tomograms (seed {args.seed}), {n_motor} with a motor, "
         f"{labels['Voxel spacing'].nunique()} spacing groups",
         "",
@@ -62,10 +59,7 @@ def main(argv=None) -> int:
         "",
         f"predict stages: {res.timer.summary()}",
         "",
-    ])
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    ], args.out)
     return 0
 
 

@@ -9,11 +9,10 @@ around one "motor" per tomogram so the clusters are not all singletons.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import time
 from pathlib import Path
+
+from _report import emit, provenance
 
 import numpy as np
 import pandas as pd
@@ -60,19 +59,14 @@ def main(argv=None) -> int:
     lines = [
         "# Fusion time",
         "",
-        f"- command: `python bench/bench_fusion.py --tomograms {args.tomograms} --members {args.members} "
-        f"--candidates {args.candidates}{' --iou' if args.iou else ''}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        *provenance(f"python bench/bench_fusion.py --tomograms {args.tomograms} --members {args.members} "
+                    f"--candidates {args.candidates}{' --iou' if args.iou else ''}"),
         f"- input: {n} candidates ({args.tomograms} tomograms x {args.members} members x {args.candidates})",
         "",
         "| method | seconds | ms per tomogram | fused points |",
         "|---|---:|---:|---:|",
     ] + [f"| {name} | {t:.2f} | {1e3 * t / args.tomograms:.2f} | {k} |" for name, t, k in rows] + [""]
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    emit(lines, args.out)
     return 0
 
 

@@ -16,15 +16,14 @@ pipeline, and peak memory on the largest real tomogram shape.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import emit, provenance
 
 import numpy as np
 import onnx
@@ -146,9 +145,7 @@ def main(argv=None) -> int:
     onnx.save(detector_model("3d"), tmp / "demo3d.onnx")
     lines = [
         "# Runner benchmark", "",
-        f"- command: `python bench/bench_runner.py --n {args.n} --scale {args.scale}{' --big' if args.big else ''}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        *provenance(f"python bench/bench_runner.py --n {args.n} --scale {args.scale}{' --big' if args.big else ''}"),
         f"- data: {args.n} synthetic test tomograms (seed {args.seed}, scale {args.scale}), patch {patch}, "
         f"overlap {overlap}, batch 2, no TTA", "",
         "| model | run | wall s | engine s (summed) | wall / engine | tomograms/s | vs baseline |",
@@ -175,10 +172,7 @@ def main(argv=None) -> int:
         lines += ["", f"Largest real shape (800 x 1912 x 1847 uint8 .npy at 6.5 Å, demo 3d member, in-process): "
                   f"{big_rss(tmp)}"]
     lines.append("")
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    emit(lines, args.out)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -12,13 +12,12 @@ Needs the dev extra (MONAI and torch, CPU build) besides the package.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _report import emit, provenance
 
 import numpy as np
 
@@ -80,10 +79,8 @@ def main(argv=None) -> int:
     lines = [
         "# Sliding window: ours vs MONAI sliding_window_inference",
         "",
-        f"- command: `python bench/bench_sliding_window.py --shape {' '.join(map(str, args.shape))} "
-        f"--repeats {args.repeats}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        *provenance(f"python bench/bench_sliding_window.py --shape {' '.join(map(str, args.shape))} "
+                    f"--repeats {args.repeats}"),
         f"- model: demo 3d detector (ONNX Runtime CPU), patch {patch}, overlap {ov}, batch {b}, "
         f"volume {tuple(args.shape)} float32",
         "",
@@ -97,10 +94,7 @@ def main(argv=None) -> int:
         f"({ours_windows} windows -> {statistics.median(engine_t) / b * ours_windows:.3f} s of our wall time).",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    emit(lines, args.out)
     return 0
 
 
