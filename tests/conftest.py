@@ -1,11 +1,39 @@
-"""Shared fixtures: small ONNX models written once per session."""
+"""Shared fixtures: small ONNX models written once per session; the shared data beside the repository."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import onnx
 import pytest
 
 from inference.demo_models import avgpool_model, detector_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """``$MOTORFINDER_SHARED``, else ``shared/`` beside the repository's root (``<repo>/../shared``)."""
+    return Path(os.environ.get("MOTORFINDER_SHARED") or REPO.parent / "shared")
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """The shared data folder; the test skips, saying where it looked, when it is absent."""
+    path = shared_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (set MOTORFINDER_SHARED, or put shared/ beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_labels(shared):
+    """The real BYU train_labels.csv."""
+    path = shared / "data" / "byu_train_labels.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (the shared data has no BYU train labels)")
+    return path
 
 
 @pytest.fixture(scope="session")

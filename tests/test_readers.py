@@ -31,7 +31,6 @@ mrcfile = pytest.importorskip("mrcfile")
 
 SHAPE = (16, 12)  # Y, X of one slice
 DECODERS = ["simplejpeg", "cv2", "pil"]
-REAL_LABELS = Path("/work/shared/data/byu_train_labels.csv")
 
 
 def texture(z: int, shape=SHAPE) -> np.ndarray:
@@ -454,7 +453,7 @@ def test_iter_volumes_skips_bad_tomograms(tmp_path, caplog):
 
 def test_resolve_spacing_order(caplog):
     table = {"tomo_a": 15.6}
-    with caplog.at_level(logging.INFO, logger="inference.readers"):
+    with caplog.at_level(logging.DEBUG, logger="inference.readers"):  # per tomogram: DEBUG (-v)
         assert resolve_spacing("tomo_a", table=table, header_spacing=10.0) == (15.6, "csv")
         assert resolve_spacing("tomo_b", table=table, header_spacing=10.0) == (10.0, "header")
         assert resolve_spacing("tomo_b", table=table, header_spacing=None) == (13.1, "default")
@@ -477,9 +476,8 @@ def test_spacing_table_train_labels_format(tmp_path):
     assert load_spacing_table(csv) == {"tomo_003acc": 6.5, "tomo_00e047": 15.6, "tomo_00e463": 19.7}
 
 
-@pytest.mark.skipif(not REAL_LABELS.exists(), reason="real BYU labels not available")
-def test_spacing_table_real_labels():
-    table = load_spacing_table(REAL_LABELS)
+def test_spacing_table_real_labels(real_labels):
+    table = load_spacing_table(real_labels)
     assert len(table) == 648 and table["tomo_003acc"] == 6.5
 
 

@@ -17,7 +17,6 @@ from inference import scoring
 from inference.errors import InputError
 from inference.scoring import Score, per_tomogram, score_files, score_frames
 
-REAL_LABELS = Path("/work/shared/data/byu_train_labels.csv")
 AXES = ["Motor axis 0", "Motor axis 1", "Motor axis 2"]
 
 
@@ -285,9 +284,8 @@ def test_cli_input_error_propagates(tmp_path):
         scoring.run_cli(args)
 
 
-@pytest.mark.skipif(not REAL_LABELS.exists(), reason="real train_labels.csv not available")
-def test_real_labels_perfect_and_empty_submissions():
-    labels = scoring.load_labels(REAL_LABELS)
+def test_real_labels_perfect_and_empty_submissions(real_labels):
+    labels = scoring.load_labels(real_labels)
     first = labels.groupby("tomo_id", sort=True).first().reset_index()[["tomo_id", *AXES]]
     has_motor = ~(first[AXES] == -1).any(axis=1)
     perfect = score_frames(labels, first)
