@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from inference.errors import InputError
 from inference.fusion import tomogram_spacings
 from inference.submission import CANDIDATE_COLUMNS
 
@@ -21,8 +22,9 @@ from inference.submission import CANDIDATE_COLUMNS
 def _wbf3d():
     try:
         from ensemble_boxes import weighted_boxes_fusion_3d
-    except ImportError as exc:
-        raise ImportError("fusion method wbf_iou needs ensemble-boxes: pip install ensemble-boxes") from exc
+    except ImportError:
+        raise InputError(None, "fusion method wbf_iou needs the ensemble-boxes package, which is not installed",
+                         "pip install ensemble-boxes (or use method wbf, the default)") from None
     return weighted_boxes_fusion_3d
 
 

@@ -31,7 +31,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from inference.errors import InputError
 
@@ -525,6 +524,13 @@ def render_distractors(
             _gauss_blob(vol, p / spacing_A, sig, rng.uniform(0.4, 0.9), spacing_A)
 
 
+def _ndimage():
+    """scipy.ndimage, imported on first use (``python -m inference --help`` stays fast)."""
+    from scipy import ndimage
+
+    return ndimage
+
+
 def _noise_gain(sigmas: Sequence[float], truncate: float) -> float:
     """Standard deviation of unit white noise after ``gaussian_filter(sigma=sigmas)``."""
     g = 1.0
@@ -532,7 +538,7 @@ def _noise_gain(sigmas: Sequence[float], truncate: float) -> float:
         half = int(truncate * s + 0.5)
         delta = np.zeros(2 * half + 1)
         delta[half] = 1.0
-        w = ndimage.gaussian_filter1d(delta, s, truncate=truncate, mode="constant")
+        w = _ndimage().gaussian_filter1d(delta, s, truncate=truncate, mode="constant")
         g *= float(np.sum(w**2))
     return math.sqrt(g)
 
@@ -540,7 +546,7 @@ def _noise_gain(sigmas: Sequence[float], truncate: float) -> float:
 def _smooth_field_2d(rng: np.random.Generator, ny: int, nx: int, n_knots: int = 5) -> np.ndarray:
     """A smooth random 2D field of unit-ish amplitude (cubic interpolation of a coarse grid)."""
     knots = rng.normal(size=(n_knots, n_knots))
-    field = ndimage.zoom(knots, (ny / n_knots, nx / n_knots), order=3, mode="reflect", grid_mode=True)
+    field = _ndimage().zoom(knots, (ny / n_knots, nx / n_knots), order=3, mode="reflect", grid_mode=True)
     out = np.zeros((ny, nx))
     out[: min(ny, field.shape[0]), : min(nx, field.shape[1])] = field[:ny, :nx]
     return out
@@ -596,7 +602,7 @@ def render_tomogram(
         vol += buf
     else:
         buf = np.empty(shape, dtype=np.float32)
-    ndimage.gaussian_filter(vol, sigmas, output=buf, truncate=truncate, mode="nearest")
+    _ndimage().gaussian_filter(vol, sigmas, output=buf, truncate=truncate, mode="nearest")
 
     nz, ny, nx = shape
     base = r_look.uniform(128.0, 150.0)
