@@ -259,8 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Offline 3D point detection in cryo-ET tomograms (BYU flagellar motors).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     synth.add_cli(sub)
     scoring.add_cli(sub)
@@ -272,15 +270,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_log_flags(parser: argparse.ArgumentParser) -> None:
+    """``-v``/``-q`` on ``parser`` and on each of its subcommands (before or after the subcommand)."""
+    targets = [(parser, False)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):  # SUPPRESS: absent after the subcommand keeps the top's
+            targets += [(sub, argparse.SUPPRESS) for sub in action.choices.values()]
+    for p, default in targets:
+        if "--verbose" not in p._option_string_actions:
+            p.add_argument("-v", "--verbose", action="store_true", default=default,
+                           help="debug logging (per-tomogram lines)")
+            p.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings and errors only")
+
+
+class _TqdmSafeHandler(logging.StreamHandler):
+    """Writes log lines through ``tqdm.write`` (when tqdm is there) so they never break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return super().emit(record)
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise (logging.Handler.handleError's contract)
+            self.handleError(record)
+
+
+def configure_logging(level: int) -> None:
+    """Log to stderr as ``LEVEL name: message``, through tqdm; per-tomogram lines are DEBUG (``-v``).
+
+    Like ``logging.basicConfig``: nothing changes where logging is configured already (a test runner).
+    """
+    handler = _TqdmSafeHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
                 errors: tuple[type[BaseException], ...] = (InputError, EngineError)) -> int:
     """Parse, set up logging, run the chosen subcommand; ``errors`` end as one ``error:`` line, exit 2.
 
     Shared by ``python -m inference`` and ``python -m export``.
     """
+    add_log_flags(parser)
     args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -446,7 +446,7 @@ def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | Non
     else:
         raise InputError(source, "not a tomogram source", _FIX_SOURCE)
     volume = Volume(tomo_id=tomo_id_of(source), data=data, header_spacing=header_spacing, source=source)
-    logger.info("read %s: %s %s in %.2f s", volume.tomo_id, "x".join(map(str, data.shape)), data.dtype,
+    logger.debug("read %s: %s %s in %.2f s", volume.tomo_id, "x".join(map(str, data.shape)), data.dtype,
                 time.perf_counter() - started)
     return volume
 
@@ -566,6 +566,6 @@ def resolve_spacing(
     else:
         spacing, source = float(default), "default"
     if table is not None and source != "csv":
-        logger.info("%s: not in the spacing CSV", tomo_id)
-    logger.info("%s: voxel spacing %.4g Å (from %s)", tomo_id, spacing, source)
+        logger.debug("%s: not in the spacing CSV", tomo_id)
+    logger.debug("%s: voxel spacing %.4g Å (from %s)", tomo_id, spacing, source)
     return spacing, source
