@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
 import build_submission as bs
 from export.kaggle.demo import DemoSummary
 
