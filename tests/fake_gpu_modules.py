@@ -36,7 +36,8 @@ class FakeArg:
 
 
 class FakeOrt(types.ModuleType):
-    """An onnxruntime whose sessions run on ``active`` whatever was asked."""
+    """An onnxruntime whose sessions run on ``active`` whatever was asked (``["requested"]``: on the
+    first provider asked for, then the CPU)."""
 
     def __init__(self, root: Path, *, available=("TensorrtExecutionProvider", "CUDAExecutionProvider",
                                                    "CPUExecutionProvider"),
@@ -77,10 +78,16 @@ class FakeOrt(types.ModuleType):
         record = {"path": path, "options": sess_options, "providers": providers}
         self.sessions.append(record)
         ort = self
+        first = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        active = [first] + (["CPUExecutionProvider"] if first != "CPUExecutionProvider" else []) \
+            if ort._active == ["requested"] else list(ort._active)
 
         class Session:
             def get_providers(self):
-                return list(ort._active)
+                return list(active)
+
+            def run(self, names, feeds):
+                return [feeds["x"] + feeds["x"]]
 
             def get_inputs(self):
                 return [FakeArg("input", list(ort._input_shape))]
