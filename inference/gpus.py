@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
+from inference.errors import InputError
+
 
 @dataclass(frozen=True)
 class Gpu:
@@ -114,3 +116,22 @@ def pin_value(index: int, environ: dict | None = None) -> str:
     if not 0 <= index < len(entries):
         raise IndexError(f"GPU {index} is not in CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']!r}")
     return entries[index]
+
+
+def resolve_devices(devices: tuple[int, ...] | str, probe_fn: Callable | None = None) -> tuple[int, ...]:
+    """``--devices``: ``'all'`` -> every visible GPU; ids are checked against the visible count.
+    InputError (with the fix) when no GPU is usable or an id is not visible."""
+    status = (probe_fn or probe)()
+    what = "--devices " + (devices if isinstance(devices, str) else ",".join(map(str, devices)))
+    if not status.ok:
+        raise InputError(None, f"{what}: {status.describe()}", status.fix)
+    if isinstance(devices, str):
+        if devices not in ("all", "auto"):
+            raise InputError(None, f"{what}: expected GPU ids like 0,1 or 'all'", "pass e.g. --devices all")
+        return tuple(g.index for g in status.gpus)
+    bad = [d for d in devices if not 0 <= d < len(status.gpus)]
+    if bad:
+        raise InputError(None, f"{what}: GPU {', '.join(map(str, bad))} is not visible; this process sees "
+                         f"{len(status.gpus)}: " + "; ".join(g.describe() for g in status.gpus),
+                         f"pass ids below {len(status.gpus)}, or --devices all")
+    return tuple(dict.fromkeys(devices))

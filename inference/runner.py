@@ -32,7 +32,7 @@ import pandas as pd
 
 from inference import gpus, readers
 from inference.engines import EngineOptions
-from inference.errors import EngineError, InputError
+from inference.errors import EngineError
 from inference.manifest import Manifest
 from inference.pipeline import FULL, STOP, Plan, failure, load, make_context, prefetched, run_loaded
 from inference.results import ResultStore, TomoResult, run_key
@@ -81,24 +81,6 @@ class PredictResult:
     timer: StageTimer
     n_tomograms: int
     results: dict[str, TomoResult] = field(default_factory=dict)
-
-
-def resolve_devices(devices: tuple[int, ...] | str, probe: Callable | None = None) -> tuple[int, ...]:
-    """``'all'`` -> every visible GPU; ids are checked against the visible count (CuPy's runtime)."""
-    status = (probe or gpus.probe)()
-    what = "--devices " + (devices if isinstance(devices, str) else ",".join(map(str, devices)))
-    if not status.ok:
-        raise InputError(None, f"{what}: {status.describe()}", status.fix)
-    if isinstance(devices, str):
-        if devices not in ("all", "auto"):
-            raise InputError(None, f"{what}: expected GPU ids like 0,1 or 'all'", "pass e.g. --devices all")
-        return tuple(g.index for g in status.gpus)
-    bad = [d for d in devices if not 0 <= d < len(status.gpus)]
-    if bad:
-        raise InputError(None, f"{what}: GPU {', '.join(map(str, bad))} is not visible; this process sees "
-                         f"{len(status.gpus)}: " + "; ".join(g.describe() for g in status.gpus),
-                         f"pass ids below {len(status.gpus)}, or --devices all")
-    return tuple(dict.fromkeys(devices))
 
 
 def work_dir_of(cfg: PredictConfig) -> Path:
@@ -167,7 +149,7 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
                 len(cfg.manifest.members), ", ".join(m.name for m in cfg.manifest.members))
     try:
         if cfg.devices and run.pending:
-            run.cfg = cfg = replace(cfg, devices=resolve_devices(cfg.devices))
+            run.cfg = cfg = replace(cfg, devices=gpus.resolve_devices(cfg.devices))
             logger.info("GPU worker(s) on visible device(s) %s", ", ".join(map(str, cfg.devices)))
         guard = None
         if planner is None and cfg.deadline_h is not None:

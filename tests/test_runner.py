@@ -258,15 +258,15 @@ def test_devices_no_worker_can_start_is_an_error_with_a_complete_submission(data
 def test_resolve_devices_counts_visible_gpus(monkeypatch):
     from inference.errors import InputError
     from inference.gpus import CudaStatus
-    from inference.runner import resolve_devices
+    from inference.gpus import resolve_devices
 
-    assert resolve_devices("all", probe=three_gpus) == (0, 1, 2)
-    assert resolve_devices((1, 0, 1), probe=three_gpus) == (1, 0)
+    assert resolve_devices("all", probe_fn=three_gpus) == (0, 1, 2)
+    assert resolve_devices((1, 0, 1), probe_fn=three_gpus) == (1, 0)
     with pytest.raises(InputError, match=r"GPU 5 is not visible; this process sees 3.*Fix: pass ids below 3"):
-        resolve_devices((0, 5), probe=three_gpus)
+        resolve_devices((0, 5), probe_fn=three_gpus)
     none = lambda: CudaStatus(problem="not installed (No module named 'cupy')", fix="pip install cupy-cuda12x")  # noqa: E731
     with pytest.raises(InputError, match=r"--devices all: cupy: not installed.*Fix: pip install cupy-cuda12x"):
-        resolve_devices("all", probe=none)
+        resolve_devices("all", probe_fn=none)
 
 
 def test_cli_devices_option():
