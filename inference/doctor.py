@@ -125,7 +125,7 @@ def probe_onnxruntime(import_module: Callable = importlib.import_module) -> OrtR
     try:
         ort = import_module("onnxruntime")
     except ImportError as exc:
-        return OrtReport(problem=f"not installed ({exc}); pip install 'motorfinder[cpu]' (or onnxruntime-gpu)")
+        return OrtReport(problem=f"not installed ({exc})")
     import numpy as np
 
     report = OrtReport(version=str(getattr(ort, "__version__", "?")), available=list(ort.get_available_providers()))
@@ -161,9 +161,7 @@ def probe_tensorrt(import_module: Callable = importlib.import_module) -> TensorR
     try:
         trt = import_module("tensorrt")
     except ImportError as exc:
-        return TensorRTReport(libs_version=libs, problem=f"not installed ({exc}); native engines need tensorrt 10 "
-                              "(pip install tensorrt-cu12==10.*); ONNX Runtime's TensorRT provider needs "
-                              "tensorrt-cu12-libs")
+        return TensorRTReport(libs_version=libs, problem=f"not installed ({exc})")
     return TensorRTReport(version=str(getattr(trt, "__version__", "?")), libs_version=libs)
 
 
@@ -226,50 +224,48 @@ def collect(manifest: Path | None = None, ort_provider: str = "cuda", cache_dir:
     return report
 
 
+_ORT_GPU = "pip uninstall -y onnxruntime && pip install 'onnxruntime-gpu>=1.20,<1.27' (CUDA 12)"
+
+
 def verdict(report: Report, device: str, ort_provider: str = "cuda") -> tuple[str, str] | None:
-    """None when ``device`` can be used, else (reason, fix)."""
-    ort = report.onnxruntime
+    """None when ``device`` can be used (for the manifest's members, if any), else (reason, fix)."""
     native = [m for m in report.members if Path(m.model).suffix.lower() in _NATIVE]
-    onnx_members = [m for m in report.members if m not in native] if report.members else [None]
-    bad = [m for m in report.members if not m.ok and m not in native]
-    if bad:
-        return (f"member {bad[0].member}: {bad[0].detail}",
+    onnx = [m for m in report.members if m not in native]
+    missing = [m for m in onnx if not m.ok]
+    if missing:
+        return (f"member {missing[0].member}: {missing[0].detail}",
                 "export it (python -m export all --manifest M --checkpoints DIR) or correct its path in the manifest")
     if device == "cpu":
         if native:
             return (f"member {native[0].member} is a TensorRT engine, which runs on a GPU only",
                     "point the manifest at the member's .onnx for the CPU")
-        if ort.version is None:
-            return f"onnxruntime is {ort.problem}", "pip install 'motorfinder[cpu]'"
-        cpu = ort.loads(prov.CPU)
-        if cpu is None or not cpu.loads:
-            return f"onnxruntime's CPUExecutionProvider does not run ({cpu.detail if cpu else 'not listed'})", \
-                "reinstall onnxruntime (pip install --force-reinstall onnxruntime)"
-        return None
+        return _provider_verdict(report.onnxruntime, prov.CPU, "pip install --force-reinstall 'motorfinder[cpu]'")
     if device != "cuda":
         return f"unknown device {device!r}", "use --device cpu or --device cuda"
     if not report.cuda.ok:
         return f"cupy: {report.cuda.problem}", report.cuda.fix or "run with --device cpu"
-    if native:
-        if report.tensorrt.version is None:
-            return f"member {native[0].member} is a TensorRT engine and tensorrt is {report.tensorrt.problem}", \
-                "pip install tensorrt-cu12==10.* (Kaggle: the bundle's wheels), or use the member's .onnx"
-        unfit = [m for m in native if not m.ok]
-        if unfit:
-            return f"member {unfit[0].member}: {unfit[0].detail}", "rebuild the engine on this machine " \
-                "(python -m export tensorrt), or use the member's .onnx"
-    if onnx_members:
-        wanted = prov.PROVIDERS.get(ort_provider, prov.CUDA)
-        if ort.version is None:
-            return f"onnxruntime is {ort.problem}", "pip install 'onnxruntime-gpu>=1.20,<1.27'"
-        check = ort.loads(wanted)
-        if check is None:
-            why, fix = "this onnxruntime has no " + wanted, "pip uninstall -y onnxruntime && pip install " \
-                "'onnxruntime-gpu>=1.20,<1.27' (CUDA 12), or run with --device cpu"
-            return why, fix
-        if not check.loads:
-            why, _, fix = check.detail.partition(". Fix: ")
-            return f"{wanted} does not load: {why}", fix or "run with --device cpu"
+    if native and report.tensorrt.version is None:
+        return (f"member {native[0].member} is a TensorRT engine and tensorrt is {report.tensorrt.problem}",
+                "pip install tensorrt-cu12==10.* (Kaggle: the bundle's wheels), or use the member's .onnx")
+    unfit = [m for m in native if not m.ok]
+    if unfit:
+        return (f"member {unfit[0].member}: {unfit[0].detail}",
+                "rebuild the engine on this machine (python -m export tensorrt), or use the member's .onnx")
+    if onnx or not report.members:  # no manifest: the default, ONNX members
+        return _provider_verdict(report.onnxruntime, prov.PROVIDERS.get(ort_provider, prov.CUDA),
+                                 f"{_ORT_GPU}, or run with --device cpu")
+    return None
+
+
+def _provider_verdict(ort: OrtReport, wanted: str, install: str) -> tuple[str, str] | None:
+    if ort.version is None:
+        return f"onnxruntime is {ort.problem}", install
+    check = ort.loads(wanted)
+    if check is None:
+        return f"onnxruntime {ort.version} has no {wanted}", install
+    if not check.loads:
+        why, _, fix = check.detail.partition(". Fix: ")
+        return f"{wanted} does not load: {why}", fix or install
     return None
 
 

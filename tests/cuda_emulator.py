@@ -39,6 +39,7 @@ import signal
 import subprocess
 import tempfile
 import types
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -343,7 +344,10 @@ def check_args(name: str, params: list[Param], args) -> tuple[list, ctypes.Array
 
 
 def _forked(name: str, fn: Callable) -> None:
-    pid = os.fork()
+    """Run ``fn`` (one ctypes call into the emulated kernel, no locks taken) in a forked child."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork() with threads alive
+        pid = os.fork()
     if pid == 0:  # the child: run, then leave without Python's clean-up
         code = 3
         try:

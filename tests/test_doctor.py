@@ -127,3 +127,12 @@ def test_missing_member_file_fails_any_device(tmp_path):
     report = doctor.collect(manifest)
     why, fix = doctor.verdict(report, "cpu")
     assert "demo3d.onnx not found" in why and "python -m export all" in fix
+
+
+def test_no_onnxruntime_fails_both_devices():
+    report = doctor.collect(import_module=importer({"cupy": FakeCupy()}))
+    assert report.onnxruntime.describe().startswith("onnxruntime: not installed")
+    why, fix = doctor.verdict(report, "cpu")
+    assert why.startswith("onnxruntime is not installed") and "motorfinder[cpu]" in fix
+    why, fix = doctor.verdict(report, "cuda")
+    assert why.startswith("onnxruntime is not installed") and "onnxruntime-gpu>=1.20,<1.27" in fix
