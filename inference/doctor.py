@@ -52,6 +52,8 @@ class OrtReport:
     def describe(self) -> str:
         if self.version is None:
             return f"onnxruntime: {self.problem}"
+        if self.problem:
+            return f"onnxruntime {self.version}: lists {', '.join(self.available)}; {self.problem}"
         ok = [p.name for p in self.providers if p.loads]
         text = f"onnxruntime {self.version}: providers that load: {', '.join(ok) or 'none'}"
         for p in self.providers:
@@ -129,7 +131,11 @@ def probe_onnxruntime(import_module: Callable = importlib.import_module) -> OrtR
     import numpy as np
 
     report = OrtReport(version=str(getattr(ort, "__version__", "?")), available=list(ort.get_available_providers()))
-    model = tiny_model()
+    try:
+        model = tiny_model()
+    except ImportError as exc:
+        report.problem = f"providers not probed: the probe model needs onnx ({exc})"
+        return report
     gpu = any(p in report.available for p in (prov.CUDA, prov.TRT))
     if gpu and hasattr(ort, "preload_dlls"):
         ort.preload_dlls()
@@ -260,6 +266,8 @@ def verdict(report: Report, device: str, ort_provider: str = "cuda") -> tuple[st
 def _provider_verdict(ort: OrtReport, wanted: str, install: str) -> tuple[str, str] | None:
     if ort.version is None:
         return f"onnxruntime is {ort.problem}", install
+    if ort.problem:
+        return f"onnxruntime {ort.version}: {ort.problem}", "pip install onnx"
     check = ort.loads(wanted)
     if check is None:
         return f"onnxruntime {ort.version} has no {wanted}", install
