@@ -4,7 +4,7 @@ The kernels of ``kernels/`` are tested on every CI run without a GPU (tests mark
 The CUDA source strings the kernel factories generate are compiled unchanged after a small header
 (:data:`HEADER`) supplying what they use of CUDA: ``threadIdx``/``blockIdx``/``blockDim``/``gridDim``,
 ``__global__``/``__device__``/``__forceinline__``, the ``_rn`` intrinsics, bit casts, ``min``/``max``,
-``isnan`` and the atomics. A launch runs every block of the grid (or the blocks asked for), each
+``isnan``, the C math functions (``fminf``, ``truncf``, ...) and the atomics. A launch runs every block of the grid (or the blocks asked for), each
 thread in turn. That is exact for kernels whose threads do not communicate; the header defines no
 ``__syncthreads``, ``__shared__`` or warp intrinsics, so a kernel using them fails to compile here
 rather than being emulated wrongly. Atomics are trivially atomic (one thread at a time).
@@ -49,6 +49,7 @@ import numpy as np
 HEADER = r"""
 #include <cstdint>
 #include <cstring>
+#include <math.h>  // fminf, fmaxf, truncf, ... as CUDA's device math functions
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #endif

@@ -13,6 +13,7 @@ where no C++ compiler exists.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import sys
@@ -39,11 +40,18 @@ def clear_kernel_caches() -> None:
         factory.cache_clear()
 
 
+def flag_options(factory, fixed: int) -> list[tuple]:
+    """Every combination of the factory's boolean switches after its first ``fixed`` parameters."""
+    params = list(inspect.signature(inspect.unwrap(factory)).parameters.values())[fixed:]
+    return list(itertools.product(*[(False, True) for p in params if isinstance(p.default, bool)]))
+
+
 def every_variant():
-    """Every kernel the factories can generate (resample: dtype x axis order; accumulate: method x mode x
-    accumulator x count dtype; NMS)."""
+    """Every kernel the factories can generate (resample: dtype x axis order x its switches; accumulate:
+    method x mode x accumulator x count dtype; NMS)."""
     floats = (np.dtype(np.float32), np.dtype(np.float64))
-    out = [res_mod._kernel(d, order) for d in CTYPES for order in itertools.permutations(range(3))]
+    out = [res_mod._kernel(d, order, *flags) for d in CTYPES for order in itertools.permutations(range(3))
+           for flags in flag_options(res_mod._kernel, 2)]
     out += [acc_mod._kernel(m, mode, a, c) for m in acc_mod.METHODS for mode in acc_mod.MODES
             for a in floats for c in floats]
     out.append(nms_mod._kernel())
@@ -79,8 +87,8 @@ def cp(emu, monkeypatch):
     clear_kernel_caches()
 
 
-def cases(test_fn):
-    """The parametrize cases of a GPU test of tests/test_kernels.py, as keyword dicts."""
+def cases(test_fn) -> list[tuple[dict, str]]:
+    """The parametrize cases of a GPU test of tests/test_kernels.py: (keyword dict, id)."""
     marks = [m for m in getattr(test_fn, "pytestmark", []) if m.name == "parametrize"]
     names, combos = [], [()]
     for m in marks:
@@ -90,7 +98,7 @@ def cases(test_fn):
                   for v in m.args[1]]
         combos = [c + v for c in combos for v in values]
         names += argnames
-    return [pytest.param(dict(zip(names, c)), id="-".join(_id(v) for v in c)) for c in combos]
+    return [(dict(zip(names, c)), "-".join(_id(v) for v in c)) for c in combos]
 
 
 def _id(v) -> str:
@@ -106,32 +114,32 @@ def emulated(emu, test_fn, **kwargs):
 # ------------------------------------------------------------------------------- parity
 
 
-@pytest.mark.parametrize("case", cases(gpu_tests.test_gpu_resample_parity))
-def test_resample_parity(emu, cp, case):
-    emulated(emu, gpu_tests.test_gpu_resample_parity, **case)
+# every test_gpu_* of tests/test_kernels.py, each of its cases (a GPU test added there runs here too)
+GPU_PARITY = [pytest.param(fn, kwargs, id=f"{name[len('test_gpu_'):]}[{case_id}]")
+              for name, fn in vars(gpu_tests).items() if name.startswith("test_gpu_") and callable(fn)
+              for kwargs, case_id in cases(fn)]
 
 
-def test_resample_realistic_matches_inference(emu, cp):
-    emulated(emu, gpu_tests.test_gpu_resample_realistic_matches_inference)
+@pytest.mark.parametrize("test_fn, kwargs", GPU_PARITY)
+def test_gpu_parity_emulated(emu, cp, test_fn, kwargs):
+    emulated(emu, test_fn, **kwargs)
 
 
-@pytest.mark.parametrize("case", cases(gpu_tests.test_gpu_accumulate_parity))
-def test_accumulate_parity(emu, cp, case):
-    emulated(emu, gpu_tests.test_gpu_accumulate_parity, **case)
-
-
-@pytest.mark.parametrize("case", cases(gpu_tests.test_gpu_local_max_mask_parity))
-def test_local_max_mask_parity(emu, cp, case):
-    emulated(emu, gpu_tests.test_gpu_local_max_mask_parity, **case)
+def test_the_gpu_parity_cases_are_all_here():
+    names = {p.id.split("[")[0] for p in GPU_PARITY}
+    assert {"resample_parity", "resample_realistic_matches_inference", "accumulate_parity",
+            "local_max_mask_parity"} <= names
+    assert len(GPU_PARITY) >= 40 + 1 + 24 + 60
 
 
 def test_every_variant_compiles_and_its_signature_parses(emu):
-    assert len(emu.variants) == 6 * 6 + 2 * 2 * 2 * 2 + 1  # 53
+    switches = len(flag_options(res_mod._kernel, 2))
+    assert len(emu.variants) == 6 * 6 * switches + 2 * 2 * 2 * 2 + 1  # 53 without switches
     assert not emu.pending
     for k in emu.variants:
         assert (k.name, k.code) in emu.compiled
         assert k.params and all(p.dtype is not None for p in k.params)
-    res = parse_signature(res_mod._SOURCE.format(ctype="unsigned short", name="r", p=0, q=1, r=2), "r")
+    res = parse_signature(res_mod._SOURCE.format(ctype="unsigned short", name="r", p=0, q=1, r=2, quant=0), "r")
     assert [(p.name, p.dtype.name, p.pointer) for p in res[:4]] == [
         ("src", "uint16", True), ("dst", "float32", True), ("idx", "int32", True), ("wts", "float32", True)]
     assert [(p.name, p.dtype.name) for p in res[7:10]] == [("s0", "int64"), ("s1", "int64"), ("s2", "int64")]
