@@ -299,8 +299,8 @@ def check_profile_input(inputs: tuple[TensorInfo, ...], onnx_path: str | Path) -
 # --------------------------------------------------------------------------- needs a GPU / TensorRT
 
 
-def gpu_info(device_id: int = 0) -> tuple[str, str]:
-    """(name, "major.minor") of CUDA device ``device_id`` via the driver API (libcuda), no toolkit needed."""
+def _driver(device_id: int):
+    """(libcuda, check) -- the CUDA driver API, no toolkit needed; ``check`` raises on an error code."""
     try:
         lib = ctypes.CDLL("libcuda.so.1" if os.name != "nt" else "nvcuda.dll")
     except OSError as exc:
@@ -311,6 +311,12 @@ def gpu_info(device_id: int = 0) -> tuple[str, str]:
             raise ExportError(f"CUDA driver call {what} failed with error {rc} (device {device_id})")
 
     check(lib.cuInit(0), "cuInit")
+    return lib, check
+
+
+def gpu_info(device_id: int = 0) -> tuple[str, str]:
+    """(name, "major.minor") of CUDA device ``device_id`` via the driver API (libcuda), no toolkit needed."""
+    lib, check = _driver(device_id)
     dev = ctypes.c_int()
     check(lib.cuDeviceGet(ctypes.byref(dev), int(device_id)), "cuDeviceGet")
     name = ctypes.create_string_buffer(256)
@@ -319,6 +325,18 @@ def gpu_info(device_id: int = 0) -> tuple[str, str]:
     check(lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev), "cuDeviceGetAttribute(CC major)")
     check(lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev), "cuDeviceGetAttribute(CC minor)")
     return name.value.decode(errors="replace"), f"{major.value}.{minor.value}"
+
+
+def use_device(device_id: int) -> None:
+    """Make GPU ``device_id`` current for this thread: TensorRT's builder works on the current CUDA
+    device. Its primary context is made current through the driver API, which the CUDA runtime (and
+    so TensorRT) adopts."""
+    lib, check = _driver(device_id)
+    dev = ctypes.c_int()
+    check(lib.cuDeviceGet(ctypes.byref(dev), int(device_id)), "cuDeviceGet")
+    ctx = ctypes.c_void_p()
+    check(lib.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev), "cuDevicePrimaryCtxRetain")
+    check(lib.cuCtxSetCurrent(ctx), "cuCtxSetCurrent")
 
 
 def import_tensorrt():
@@ -371,6 +389,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
     onnx_sha = sha256_file(onnx_path)
 
     t0 = time.perf_counter()
+    use_device(device_id)
     trt_logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(trt_logger)
     flags = 0
@@ -400,7 +419,14 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool =
     cache_file = Path(timing_cache) if timing_cache else None
     cache_bytes = cache_file.read_bytes() if cache_file and cache_file.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        if not cache_bytes:
+            raise ExportError(f"{onnx_path}: TensorRT refused a new timing cache. Fix: build without --timing-cache")
+        logger.warning("%s: timing cache of another TensorRT version or GPU (or damaged); starting a new one",
+                       cache_file)
+        cache = config.create_timing_cache(b"")
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise ExportError(f"{onnx_path}: TensorRT refused a new timing cache. Fix: build without --timing-cache")
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

@@ -17,14 +17,27 @@ from inference.errors import EngineError, InputError
 logger = logging.getLogger("inference")
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def _devices(text: str) -> tuple[int, ...] | str:
+    """``all`` (or ``auto``): every visible GPU, counted at run time; else comma-separated ids."""
+    if text.strip().lower() in ("all", "auto"):
+        return "all"
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip() != "")
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids like 0,1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected 'all' or comma-separated GPU ids like 0,1, got {text!r}") from None
     if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated GPU ids like 0,1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected 'all' or comma-separated GPU ids like 0,1, got {text!r}")
     return values
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def _add_predict(sub) -> None:
@@ -45,8 +58,9 @@ def _add_predict(sub) -> None:
                    "the CSV or a header (default: the manifest's default_spacing, 13.1 for BYU test data)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where models run (default cpu; "
                    "--devices implies cuda)")
-    p.add_argument("--devices", type=_int_list, default=None, help="GPU ids, one worker process each, e.g. 0,1 "
-                   "(both T4s on Kaggle)")
+    p.add_argument("--devices", type=_devices, default=None, help="GPUs, one worker process each: 'all' (every "
+                   "GPU this process sees, counted at run time; Kaggle gives one or two T4s) or ids like 0,1 "
+                   "(CUDA_VISIBLE_DEVICES order). A GPU whose worker cannot start is reported and skipped")
     p.add_argument("--workers", type=int, default=1, help="CPU worker processes (default 1; 0 runs in this "
                    "process, without crash isolation)")
     p.add_argument("--work-dir", type=Path, default=None, help="per-tomogram results, for resuming (default "
@@ -59,7 +73,11 @@ def _add_predict(sub) -> None:
     p.add_argument("--ort-provider", choices=("cuda", "tensorrt"), default="cuda",
                    help="ONNX Runtime GPU provider with --device cuda (default cuda)")
     p.add_argument("--fp16", action="store_true", help="let TensorRT build fp16 engines")
-    p.add_argument("--engine-cache", type=Path, default=None, help="folder for TensorRT engine/timing caches")
+    p.add_argument("--engine-cache", type=Path, default=None, help="folder for TensorRT engine/timing caches "
+                   "(a sub-folder per GPU and TensorRT version)")
+    p.add_argument("--gpu-mem-limit-gb", type=_positive, default=None, help="most GPU memory ONNX Runtime's CUDA "
+                   "arena may hold per worker, in GiB (default: 75%% of the GPU's memory; the rest stays free "
+                   "for the volumes on CuPy's side)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads on CPU "
                    "(default: all cores)")
     p.add_argument("--candidates-dir", type=Path, default=None, help="write <member>.csv per member (and "
@@ -86,14 +104,15 @@ def _run_predict(args) -> int:
         spacing_csv=args.spacing_csv,
         default_spacing=args.default_spacing,
         engine=EngineOptions(device="cuda" if args.devices else args.device, ort_provider=args.ort_provider,
-                             fp16=args.fp16, cache_dir=args.engine_cache, threads=args.threads),
+                             fp16=args.fp16, cache_dir=args.engine_cache, threads=args.threads,
+                             gpu_mem_limit_gb=args.gpu_mem_limit_gb),
         candidates_dir=args.candidates_dir,
         sample_submission=args.sample_submission,
         decoder=args.decoder,
         read_threads=args.read_threads,
         progress=not args.no_progress,
         workers=args.workers,
-        devices=tuple(args.devices or (() if args.device == "cpu" else (0,))),
+        devices=args.devices if args.devices is not None else (() if args.device == "cpu" else (0,)),
         work_dir=args.work_dir,
         restart=args.restart,
         retries=args.retries,
@@ -252,7 +271,7 @@ def _run_show(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from inference import scoring, synth
+    from inference import doctor, scoring, synth
 
     parser = argparse.ArgumentParser(
         prog="python -m inference",
@@ -267,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(sub)
     _add_show(sub)
     _add_demo_models(sub)
+    doctor.add_cli(sub)
     return parser
 
 

@@ -11,14 +11,14 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from inference import readers
-from inference.engines import EngineOptions, load_engine
+from inference.engines import EngineOptions, InputHint, load_engine
 from inference.errors import InputError
 from inference.fusion import fuse_members
 from inference.manifest import Manifest
@@ -44,13 +44,19 @@ class Context:
 def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path | None = None,
                  default_spacing: float | None = None, decoder: str = "auto", read_threads: int | None = None,
                  engine_factory: Callable | None = None) -> Context:
-    factory = engine_factory or (lambda member: load_engine(member.model, engine))
+    factory = engine_factory or (lambda member: load_engine(member.model, replace(engine, input_hint=input_hint(member))))
     xp = array_module(engine.device)
     predictors = [MemberPredictor(m, factory(m), manifest.target_spacing, xp=xp) for m in manifest.members]
     table = readers.load_spacing_table(spacing_csv) if spacing_csv else None
     default = default_spacing if default_spacing is not None else manifest.default_spacing
     return Context(manifest=manifest, predictors=predictors, spacing_table=table, default_spacing=default,
                    decoder=decoder, read_threads=read_threads)
+
+
+def input_hint(member) -> InputHint:
+    """What the member feeds its engine: up to ``batch_size`` windows of (channels, *patch)."""
+    channels = member.channels if member.kind == "2d" else 1
+    return InputHint(batch=int(member.batch_size), sample=(int(channels), *(int(p) for p in member.patch)))
 
 
 def array_module(device: str):

@@ -6,7 +6,10 @@ Two ways to run, one result:
   (decode, resample) while the engines run on k;
 * worker processes (``workers>=1`` on CPU, or one per GPU with ``devices``): spawned workers pull
   tomograms one at a time from a dispatcher (a slow tomogram never idles a device), each with
-  its engines built once and its own prefetch thread (:mod:`inference.worker`).
+  its engines built once and its own prefetch thread (:mod:`inference.worker`). ``devices='all'``
+  uses every GPU this process sees, counted at run time (:mod:`inference.gpus`). A worker that
+  cannot start (its engines do not load, its GPU is broken) is reported in one warning and the
+  run goes on with the others; only when none can start is it an error.
 
 Every finished tomogram is written at once, atomically, to the work folder
 (:mod:`inference.results`); a rerun with the same work folder resumes. A tomogram that raises is
@@ -21,13 +24,13 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from inference import readers
+from inference import gpus, readers
 from inference.engines import EngineOptions
 from inference.errors import EngineError
 from inference.manifest import Manifest
@@ -60,7 +63,7 @@ class PredictConfig:
     read_threads: int | None = None
     progress: bool = True
     workers: int = 0                       # CPU worker processes; 0: in this process
-    devices: tuple[int, ...] = ()          # GPU ids, one worker each (device 'cuda')
+    devices: tuple[int, ...] | str = ()    # visible GPU indices, one worker each (device 'cuda'); 'all'
     work_dir: Path | None = None           # per-tomogram results; default <output>.work
     restart: bool = False                  # discard the work folder's results first
     retries: int = 1                       # re-runs of a tomogram whose worker died
@@ -142,28 +145,38 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
     (a top-level function with its signature; tests use it to inject crashes).
     """
     run = Run(cfg)
-    if planner is None and cfg.deadline_h is not None:
-        from inference.deadline import DeadlineGuard
-
-        guard = DeadlineGuard(cfg.manifest, cfg.deadline_h * 3600.0, total=len(run.pending),
-                              workers=len(cfg.devices) or max(1, cfg.workers))
-        run.observers.append(guard.observe)
-        planner = guard
-    planner = planner or (lambda: FULL)
     logger.info("%d tomograms (%d to do), %d member(s): %s", len(run.ids), len(run.pending),
                 len(cfg.manifest.members), ", ".join(m.name for m in cfg.manifest.members))
     try:
+        if cfg.devices and run.pending:
+            run.cfg = cfg = replace(cfg, devices=gpus.resolve_devices(cfg.devices))
+            logger.info("GPU worker(s) on visible device(s) %s", ", ".join(map(str, cfg.devices)))
+        guard = None
+        if planner is None and cfg.deadline_h is not None:
+            from inference.deadline import DeadlineGuard
+
+            guard = DeadlineGuard(cfg.manifest, cfg.deadline_h * 3600.0, total=len(run.pending),
+                                  workers=len(cfg.devices) or max(1, cfg.workers))
+            run.observers.append(guard.observe)
+            planner = guard
+        planner = planner or (lambda: FULL)
         if run.pending:
             if cfg.workers == 0 and not cfg.devices:
                 _run_in_process(run, engine_factory, planner)
             else:
                 if engine_factory is not None:
                     raise ValueError("engine_factory works in-process only (workers=0)")
-                _run_workers(run, planner, worker_entry)
+                _run_workers(run, planner, worker_entry, on_workers=guard and _set_workers(guard))
     finally:
         # on success, on an interrupt and on an escaping error: the submission is always written
         result = _finish(run)
     return result
+
+
+def _set_workers(guard):
+    def set_workers(n: int) -> None:  # the deadline guard's projection divides by the live workers
+        guard.workers = max(1, n)
+    return set_workers
 
 
 # ---------------------------------------------------------------------------------- in-process
@@ -210,9 +223,11 @@ class _WorkerState:
     spec: object
     held: list[int] = field(default_factory=list)  # given, not done, in the order given (= run order)
     waiting: bool = False  # asked for a task that the dispatcher could not give yet
+    started: bool = False  # said "ready" once: its engines loaded
+    fatal: str | None = None  # why it could not start, as it said before exiting
 
 
-def _run_workers(run: Run, planner, worker_entry=None) -> None:
+def _run_workers(run: Run, planner, worker_entry=None, on_workers: Callable[[int], None] | None = None) -> None:
     from multiprocessing.connection import wait
 
     from inference.worker import Task, WorkerSpec, worker_main
@@ -228,11 +243,13 @@ def _run_workers(run: Run, planner, worker_entry=None) -> None:
     level = logging.getLogger().getEffectiveLevel()
     workers: dict[int, _WorkerState] = {}
     next_wid = [0]
+    start_failures: dict[int, str] = {}  # worker id -> why it could not start
 
     def start(device, device_id, threads) -> None:
         wid = next_wid[0]
         next_wid[0] += 1
-        spec = WorkerSpec(wid=wid, device=device, device_id=device_id, threads=threads, log_level=level)
+        pin = gpus.pin_value(device_id) if device == "cuda" and device_id is not None else None
+        spec = WorkerSpec(wid=wid, device=device, device_id=device_id, threads=threads, log_level=level, pin=pin)
         mine, theirs = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=target, args=(spec, cfg, theirs), name=f"motorfinder-worker{wid}", daemon=True)
         proc.start()
@@ -266,6 +283,7 @@ def _run_workers(run: Run, planner, worker_entry=None) -> None:
     def handle(w: _WorkerState, msg) -> None:
         kind = msg[0]
         if kind == "ready":
+            w.started = True
             give(w)
         elif kind == "done":
             i, result = msg[2], TomoResult.from_json(msg[3])
@@ -276,7 +294,7 @@ def _run_workers(run: Run, planner, worker_entry=None) -> None:
                 run.record(result)
                 bar.update(1)
         elif kind == "fatal":
-            raise EngineError(f"worker {w.spec.wid} could not start: {msg[2]}")
+            w.fatal = msg[2]  # it exits next; bury() reports it
 
     def drain(w: _WorkerState) -> bool:
         """Handle everything the worker has sent; False once its pipe is closed (it is gone)."""
@@ -289,10 +307,25 @@ def _run_workers(run: Run, planner, worker_entry=None) -> None:
 
     def bury(w: _WorkerState) -> None:
         """A dead worker: the first tomogram it held is the one it was running (tomograms run in the
-        order given), the culprit: retried once, then failed. The rest are re-queued."""
+        order given), the culprit: retried once, then failed. The rest are re-queued. One that never
+        started is reported and not restarted; the run goes on with the others."""
         nonlocal restarts_left
         del workers[w.spec.wid]
         w.conn.close()
+        if not w.started:
+            where = f"GPU {w.spec.device_id}" if w.spec.device == "cuda" else f"CPU worker {w.spec.wid}"
+            why = w.fatal or f"it exited with code {w.process.exitcode} before it was ready"
+            start_failures[w.spec.wid] = f"{where}: {why}"
+            pending[:0] = [i for i in w.held if i in remaining]
+            if workers:
+                logger.warning("%s could not start (%s); continuing on %d other worker(s)", where, why, len(workers))
+                if on_workers:
+                    on_workers(len(workers))
+            elif remaining:
+                reasons = "; ".join(v for _, v in sorted(start_failures.items()))
+                raise EngineError(f"no worker could start: {reasons}. Fix: see the reason above (python -m inference "
+                                  "doctor --device cuda checks the GPU set-up), or run with --device cpu")
+            return
         lost = [i for i in w.held if i in remaining]
         if lost:
             logger.warning("worker %d died (exit code %s) holding %s", w.spec.wid, w.process.exitcode,

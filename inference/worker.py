@@ -1,7 +1,7 @@
 """A worker process: one per device (or per CPU share), started with ``spawn``.
 
-It pins its device BEFORE anything imports CUDA (``CUDA_VISIBLE_DEVICES``), builds every member's
-engine once, then pulls tomograms from the dispatcher one at a time. A prefetch thread reads and
+It pins its device BEFORE anything imports CUDA (``CUDA_VISIBLE_DEVICES`` set to the dispatcher's
+entry for that GPU, :func:`inference.gpus.pin_value`), builds every member's engine once, then pulls tomograms from the dispatcher one at a time. A prefetch thread reads and
 resamples tomogram k+1 while the engines run on k; a semaphore keeps at most one loaded tomogram
 waiting, so memory stays flat. Tasks run in the order given, so the dispatcher knows that the
 oldest task a dead worker held is the one it was running. The worker talks to the dispatcher over
@@ -10,7 +10,8 @@ lost when it is killed right after. Messages to the dispatcher:
 
 * ``("ready", wid)``: give me a task (the reply is a :class:`Task` or ``None`` = stop);
 * ``("done", wid, index, result_json)``: its :class:`~inference.results.TomoResult`;
-* ``("fatal", wid, message)``: the worker cannot work at all (e.g. an engine does not load).
+* ``("fatal", wid, message)``: the worker cannot work at all (e.g. an engine does not load); it
+  exits, the dispatcher reports it and goes on with the other workers.
 
 Volumes never cross a process boundary: each worker reads its own tomograms; only candidates
 (small JSON) come back.
@@ -44,9 +45,10 @@ class WorkerSpec:
 
     wid: int
     device: str           # "cpu" or "cuda"
-    device_id: int | None  # physical GPU index (pinned via CUDA_VISIBLE_DEVICES)
+    device_id: int | None  # the GPU's index as the dispatcher sees it (for messages)
     threads: int | None    # ONNX Runtime intra-op threads on CPU
     log_level: int = logging.INFO
+    pin: str | None = None  # this worker's CUDA_VISIBLE_DEVICES (the dispatcher's mask entry for the GPU)
 
 
 def worker_main(spec: WorkerSpec, settings, conn) -> None:
@@ -62,8 +64,9 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
         with send_lock:
             conn.send(msg)
 
-    if spec.device == "cuda" and spec.device_id is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(spec.device_id)  # before any CUDA import below
+    if spec.device == "cuda" and (spec.pin is not None or spec.device_id is not None):
+        # before any CUDA import below; the pinned GPU is device 0 in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = spec.pin if spec.pin is not None else str(spec.device_id)
     logging.basicConfig(level=spec.log_level, format=f"%(levelname)s worker{spec.wid} %(name)s: %(message)s")
     log = logging.getLogger("inference.worker")
 

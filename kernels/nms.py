@@ -6,7 +6,8 @@ each axis (odd; one value or one per axis) centred on the cell, cells outside th
 as -inf. Every cell of a plateau that equals its box maximum is kept (no spatial tie-breaking);
 a NaN anywhere in the box makes the maximum NaN, so such cells are not kept (as with a
 ``numpy.maximum`` filter). Note ``min_conf`` is rounded to float32, as NumPy does when a float32
-array is compared with a Python float.
+array is compared with a Python float. On the GPU (CuPy compiles with ``-ftz=true``) a float32
+subnormal compares as zero, so it ties with a zero neighbour; NumPy keeps it apart.
 
 CUDA: one thread per cell scans its (bounds-clipped) box and stops at the first neighbour that
 is not ``<=`` the centre (``!(u <= v)`` is also true for a NaN ``u``). Equivalent to

@@ -12,7 +12,8 @@ affine normalization as the inference pipeline does it):
   increasing ``s / t`` (stable; the most-shrinking axis first). Trilinear in one pass is the
   same thing: the CUDA kernel reads the 8 corner voxels and performs exactly these float32
   operations in this order (``--fmad=false`` and ``_rn`` intrinsics: no fused multiply-add), so
-  it equals the separable NumPy reference up to float32 rounding and in practice bit-for-bit.
+  it equals the separable NumPy reference bit-for-bit, float32 subnormals aside (CuPy compiles
+  with ``-ftz=true`` and flushes them to zero; tests/test_kernels_emulated.py checks both).
 * Then ``(v - float32(mean)) / float32(std)`` in float32.
 
 ``resample_normalize`` dispatches on the array module of ``volume``: a NumPy array goes through

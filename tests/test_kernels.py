@@ -2,8 +2,10 @@
 
 Tolerances: the NumPy references reproduce inference/ bit-for-bit (asserted with array_equal).
 The CUDA resample kernel performs the same float32 operations in the same order without FMA
-contraction, so it should be bit-identical too; the parity test allows 1e-4 relative to the
-output's scale (float32 rounding) as its contract. Accumulate (gather) and NMS are asserted
+contraction, so it should be bit-identical too (float32 subnormals aside: CuPy compiles with
+-ftz=true); the parity test allows 1e-4 relative to the output's scale (float32 rounding) as its
+contract. The GPU parity tests below also run on every CI run against the kernels emulated on the
+CPU (tests/test_kernels_emulated.py). Accumulate (gather) and NMS are asserted
 exact; accumulate (atomic, mean) to 1e-6 relative (float32) / 1e-12 (float64) since atomics
 reorder the additions.
 """

@@ -197,3 +197,87 @@ def test_worker_holds_at_most_two_tomograms(data, tmp_path):
             assert TomoResult.from_json(msg[3]).status == "ok"
         held_max = max(held_max, given - done)
     assert done == len(sources) and held_max <= 2
+
+
+# ------------------------------------------------------------------------------ GPU workers
+
+
+def three_gpus():
+    from inference.gpus import CudaStatus, Gpu
+
+    return CudaStatus("13.3.0", "12.5", "12.8", tuple(Gpu(i, "Tesla T4", 15 * 2**30, "7.5") for i in range(3)))
+
+
+def gpu1_cannot_start(spec, settings, conn):
+    """Worker entry for 'GPU' workers on this CPU machine: GPU 1's engines do not load (it says so and
+    exits), GPU 2 dies before it is ready, GPU 0 runs the real worker on the CPU."""
+    from dataclasses import replace
+
+    from inference.worker import worker_main
+
+    if spec.device_id == 1:
+        conn.send(("fatal", spec.wid, "EngineError: CUDAExecutionProvider does not load (test)"))
+        return
+    if spec.device_id == 2:
+        os._exit(3)
+    worker_main(replace(spec, device="cpu", device_id=None, pin=None, threads=1), settings, conn)
+
+
+def test_devices_worker_that_cannot_start_is_reported_and_the_run_finishes_on_the_others(
+        data, tmp_path, monkeypatch, caplog):
+    import inference.runner as runner
+
+    monkeypatch.setattr(runner.gpus, "probe", three_gpus)
+    res = run_predict(config(data, tmp_path, devices=(0, 1, 2)), worker_entry=gpu1_cannot_start)
+    assert sorted(res.results) == ids(data) and not res.failures
+    assert all(r.status == "ok" for r in res.results.values())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "could not start" in r.getMessage()]
+    assert any("GPU 1 could not start (EngineError: CUDAExecutionProvider does not load (test))" in w for w in warnings)
+    assert any("GPU 2 could not start (it exited with code 3 before it was ready)" in w for w in warnings)
+    # the same candidates as a plain CPU run
+    ref = run_predict(config(data, tmp_path / "ref", workers=0))
+    assert res.submission.equals(ref.submission)
+
+
+def no_worker_starts(spec, settings, conn):
+    conn.send(("fatal", spec.wid, f"EngineError: broken GPU {spec.device_id} (test)"))
+
+
+def test_devices_no_worker_can_start_is_an_error_with_a_complete_submission(data, tmp_path, monkeypatch):
+    import inference.runner as runner
+    from inference.errors import EngineError
+
+    monkeypatch.setattr(runner.gpus, "probe", three_gpus)
+    with pytest.raises(EngineError, match=r"no worker could start: GPU 0: EngineError: broken GPU 0 \(test\); "
+                                          r"GPU 1: EngineError: broken GPU 1 \(test\)"):
+        run_predict(config(data, tmp_path, devices=(0, 1)), worker_entry=no_worker_starts)
+    sub = pd.read_csv(tmp_path / "submission.csv")
+    assert sorted(sub.tomo_id) == ids(data) and (sub.drop(columns="tomo_id") == -1).all().all()
+
+
+def test_resolve_devices_counts_visible_gpus(monkeypatch):
+    from inference.errors import InputError
+    from inference.gpus import CudaStatus
+    from inference.gpus import resolve_devices
+
+    assert resolve_devices("all", probe_fn=three_gpus) == (0, 1, 2)
+    assert resolve_devices((1, 0, 1), probe_fn=three_gpus) == (1, 0)
+    with pytest.raises(InputError, match=r"GPU 5 is not visible; this process sees 3.*Fix: pass ids below 3"):
+        resolve_devices((0, 5), probe_fn=three_gpus)
+    none = lambda: CudaStatus(problem="not installed (No module named 'cupy')", fix="pip install cupy-cuda12x")  # noqa: E731
+    with pytest.raises(InputError, match=r"--devices all: cupy: not installed.*Fix: pip install cupy-cuda12x"):
+        resolve_devices("all", probe_fn=none)
+
+
+def test_cli_devices_option():
+    from inference.cli import build_parser
+
+    parser = build_parser()
+    base = ["predict", "--manifest", "m.yaml", "--input", "i", "--output", "o.csv"]
+    assert parser.parse_args(base + ["--devices", "all"]).devices == "all"
+    assert parser.parse_args(base + ["--devices", "AUTO"]).devices == "all"
+    assert parser.parse_args(base + ["--devices", "0,1"]).devices == (0, 1)
+    assert parser.parse_args(base + ["--gpu-mem-limit-gb", "11"]).gpu_mem_limit_gb == 11.0
+    for bad in (["--devices", "x"], ["--gpu-mem-limit-gb", "0"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(base + bad)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from inference.engines.base import Engine, EngineOptions
+from inference.engines.base import Engine, EngineOptions, InputHint
 from inference.errors import EngineError
 
 ENGINES: dict[str, str] = {
@@ -30,4 +30,4 @@ def load_engine(path: str | Path, options: EngineOptions = EngineOptions()) -> E
     return getattr(importlib.import_module(module), cls)(path, options)
 
 
-__all__ = ["ENGINES", "Engine", "EngineOptions", "load_engine"]
+__all__ = ["ENGINES", "Engine", "EngineOptions", "InputHint", "load_engine"]

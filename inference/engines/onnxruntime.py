@@ -1,12 +1,23 @@
-"""ONNX Runtime engine: CPU provider by default; CUDA or TensorRT execution providers on a GPU."""
+"""ONNX Runtime engine: CPU provider by default; CUDA or TensorRT execution providers on a GPU.
+
+Provider options, the memory policy and the check that the requested provider is the active one
+live in :mod:`inference.engines.ort_providers`. On a GPU with CuPy, the session runs on the
+process's engine stream (``user_compute_stream``, :mod:`inference.engines.cuda_stream`), CuPy
+batches are bound in place (IOBinding) and the output stays on the device.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from inference import gpus
+from inference.engines import cuda_stream
+from inference.engines import ort_providers as prov
 from inference.engines.base import Engine, EngineOptions
 from inference.errors import EngineError
 
@@ -15,61 +26,44 @@ logger = logging.getLogger(__name__)
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
-def provider_list(options: EngineOptions) -> list:
-    """The ONNX Runtime providers (with options) for ``options``, most preferred first."""
-    if options.device == "cpu":
-        return ["CPUExecutionProvider"]
-    if options.device != "cuda":
-        raise EngineError(f"unknown device {options.device!r}: use 'cpu' or 'cuda'")
-    cuda = ("CUDAExecutionProvider", {"device_id": options.device_id})
-    if options.ort_provider == "cuda":
-        return [cuda, "CPUExecutionProvider"]
-    if options.ort_provider == "tensorrt":
-        trt = {
-            "device_id": options.device_id,
-            "trt_fp16_enable": bool(options.fp16),
-            "trt_engine_cache_enable": options.cache_dir is not None,
-            "trt_timing_cache_enable": options.cache_dir is not None,
-        }
-        if options.cache_dir is not None:
-            Path(options.cache_dir).mkdir(parents=True, exist_ok=True)
-            trt["trt_engine_cache_path"] = str(options.cache_dir)
-            trt["trt_timing_cache_path"] = str(options.cache_dir)
-        return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
-    raise EngineError(f"unknown ONNX Runtime provider {options.ort_provider!r}: use 'cuda' or 'tensorrt'")
+def import_onnxruntime(import_module: Callable = importlib.import_module):
+    try:
+        return import_module("onnxruntime")
+    except ImportError as exc:
+        raise EngineError("onnxruntime is not installed. Fix: pip install 'motorfinder[cpu]' "
+                          "(or onnxruntime-gpu for CUDA)") from exc
 
 
 class OnnxRuntimeEngine(Engine):
-    def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise EngineError("onnxruntime is not installed: pip install 'motorfinder[cpu]' "
-                              "(or onnxruntime-gpu for CUDA)") from exc
+    def __init__(self, path: str | Path, options: EngineOptions = EngineOptions(), *,
+                 import_module: Callable = importlib.import_module):
+        ort = import_onnxruntime(import_module)
         self.path = Path(path)
-        providers = provider_list(options)
-        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
-        available = ort.get_available_providers()
+        wanted = prov.wanted_provider(options)
+        available = list(ort.get_available_providers())
         if wanted not in available:
-            raise EngineError(
-                f"{self.path}: ONNX Runtime provider {wanted} is not available (have {', '.join(available)}). "
-                "Fix: install onnxruntime-gpu matching your CUDA (and uninstall the CPU onnxruntime), "
-                "or run with --device cpu")
-        if options.device == "cuda" and hasattr(ort, "preload_dlls"):
-            # onnxruntime >= 1.21: find CUDA 12 / cuDNN 9 from the nvidia-* wheels (as on Kaggle)
-            ort.preload_dlls()
+            why, fix = prov.diagnose(ort, wanted)
+            raise EngineError(f"{self.path}: onnxruntime {getattr(ort, '__version__', '?')} has no {wanted} "
+                              f"(it has {', '.join(available)}): {why}. Fix: {fix}")
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if options.threads:
             so.intra_op_num_threads = int(options.threads)
+        so.log_severity_level = 3
+        self._cp = self.stream = None
+        self._run_options = None
+        setup = {}
         if options.device == "cpu":
             so.enable_cpu_mem_arena = False  # the arena keeps each session's peak: five big members would not fit
-        so.log_severity_level = 3
+        else:
+            setup = self._gpu_setup(ort, so, options, wanted, import_module)
+        providers = prov.provider_list(options, **setup)
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; report them with the file
             raise EngineError(f"{self.path}: ONNX Runtime cannot load the model ({exc}). "
                               "Fix: re-export it (python -m export onnx) or check the file is complete") from exc
+        self.providers = prov.verify(self.session, wanted, ort, self.path)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
             raise EngineError(f"{self.path}: expected one input and at least one output, "
@@ -82,8 +76,44 @@ class OnnxRuntimeEngine(Engine):
         self.dtype = np.dtype(_ORT_TYPES[inputs[0].type])
         self._out_dtype = np.dtype(_ORT_TYPES.get(outputs[0].type, np.float32))
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.providers = self.session.get_providers()
+        self.check_input(options.input_hint)
         logger.debug("loaded %s with %s", self.describe(), self.providers)
+
+    def _gpu_setup(self, ort, so, options: EngineOptions, wanted: str, import_module: Callable) -> dict:
+        """Stream, memory limit, shared arena and TensorRT caches; the keyword arguments of provider_list."""
+        if hasattr(ort, "preload_dlls"):
+            # onnxruntime >= 1.21: find CUDA / cuDNN in the nvidia-* wheels (as on Kaggle)
+            ort.preload_dlls()
+        gpu = None
+        try:
+            cp = import_module("cupy")
+        except ImportError:
+            cp = None  # NumPy batches only (host copies per batch); no user stream, no automatic memory limit
+        if cp is not None:
+            self._cp = cp
+            self.stream = cuda_stream.engine_stream(cp, options.device_id)
+            status = gpus.probe(import_module)
+            gpu = next((g for g in status.gpus if g.index == options.device_id), None)
+            run_options = ort.RunOptions()
+            # no host wait at the end of a run: the caller's stream waits for the engine stream instead
+            run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+            self._run_options = run_options
+        mem_limit = prov.mem_limit_bytes(options, gpu.total_bytes if gpu else None)
+        if prov.share_cuda_arena(ort, options.device_id, mem_limit):
+            so.add_session_config_entry("session.use_env_allocators", "1")
+        setup = {"stream_ptr": int(self.stream.ptr) if self.stream is not None else None, "mem_limit": mem_limit}
+        if wanted == prov.TRT:
+            problem = prov.preload_tensorrt_libs(import_module)
+            if problem:
+                logger.info("%s; ONNX Runtime looks for libnvinfer.so.10 on the library path", problem)
+            setup["input_name"] = prov.onnx_input_name(self.path)
+            if options.cache_dir is not None:
+                cache = prov.tensorrt_cache_dir(options.cache_dir, gpu.name if gpu else None,
+                                                gpu.compute_capability if gpu else None,
+                                                prov.tensorrt_version(import_module))
+                cache.mkdir(parents=True, exist_ok=True)
+                setup["cache_dir"] = cache
+        return setup
 
     def run(self, batch):
         """NumPy in -> NumPy out; a CuPy batch on a CUDA/TensorRT provider stays on the device
@@ -97,7 +127,7 @@ class OnnxRuntimeEngine(Engine):
     def _run_device(self, batch):
         import cupy as cp
 
-        if self.providers[0] == "CPUExecutionProvider":
+        if self.providers[0] == prov.CPU:
             return cp.asarray(self.run(cp.asnumpy(batch)))
         x = cp.ascontiguousarray(batch, dtype=self.dtype)
         out_shape = self._output_shape_for(tuple(x.shape))
@@ -106,8 +136,13 @@ class OnnxRuntimeEngine(Engine):
         binding = self.session.io_binding()
         binding.bind_input(self.input_name, "cuda", device_id, self.dtype, list(x.shape), int(x.data.ptr))
         binding.bind_output(self.output_name, "cuda", device_id, self._out_dtype, list(out_shape), int(out.data.ptr))
-        cp.cuda.get_current_stream().synchronize()  # ORT runs on its own stream: x must be ready
-        self.session.run_with_iobinding(binding)
+        if self.stream is None:
+            cp.cuda.get_current_stream().synchronize()  # ORT runs on its own stream: x must be ready
+            self.session.run_with_iobinding(binding)
+        else:
+            caller = cuda_stream.join(cp, self.stream)  # ORT's kernels start after x is written
+            self.session.run_with_iobinding(binding, self._run_options)
+            cuda_stream.release(caller, self.stream)    # readers of out wait for ORT, not the host
         return out.astype(cp.float32, copy=False)
 
     def _output_shape_for(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:

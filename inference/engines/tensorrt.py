@@ -9,7 +9,10 @@ sliding window, stitching and peak decoding stay on the GPU (``xp = cupy``).
 
 Uses the TensorRT 10 API: ``deserialize_cuda_engine``, named I/O tensors (``num_io_tensors``,
 ``get_tensor_name/mode/dtype/shape``), ``set_input_shape`` for the dynamic batch,
-``set_tensor_address`` and ``execute_async_v3`` on the stream.
+``set_tensor_address`` and ``execute_async_v3`` on the process's engine stream, a non-default
+CuPy stream (:mod:`inference.engines.cuda_stream`) joined with the caller's stream by events:
+the host never waits here (on the legacy default stream TensorRT adds synchronisations and
+serialises all GPU work).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.engines import cuda_stream
 from inference.engines.base import Engine, EngineOptions
 from inference.errors import EngineError
 
@@ -101,6 +105,8 @@ class TensorRTEngine(Engine):
         self.min_batch = int(lo[0])
         self.metadata = dict(self.sidecar.get("metadata", {}))
         self._scratch: dict[str, object] = {}
+        self.stream = cuda_stream.engine_stream(cp, options.device_id)
+        self.check_input(options.input_hint)
         logger.debug("loaded %s (batch %d..%d)", self.describe(), self.min_batch, self.max_batch)
 
     def run(self, batch):
@@ -136,8 +142,10 @@ class TensorRTEngine(Engine):
                            dtype=np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name))))
             self._scratch[name] = buf
             ctx.set_tensor_address(name, int(buf.data.ptr))
-        # the current CuPy stream: ordered after whatever produced x, before whatever reads out
-        stream = cp.cuda.get_current_stream()
-        if not ctx.execute_async_v3(stream.ptr):
+        # on the engine stream, after whatever produced x (caller's stream), before whatever reads out
+        caller = cuda_stream.join(cp, self.stream)
+        ok = ctx.execute_async_v3(self.stream.ptr)
+        cuda_stream.release(caller, self.stream)
+        if not ok:
             raise EngineError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
         return out
