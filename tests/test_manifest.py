@@ -35,7 +35,7 @@ def test_issue_schema_parses(mdir):
     assert mem.patch == (64, 128, 128) and mem.overlap == (0.25,) * 3 and mem.model == (mdir / "m.onnx").resolve()
     assert mem.normalize.mode == "affine" and mem.normalize.std == 255.0
     assert m.threshold.quantile == 0.55 and m.default_spacing == 13.1
-    assert mem.stitch == "mean" and mem.decode.top_k == 50
+    assert mem.stitch.mode == "mean" and mem.decode.top_k == 50
 
 
 def test_later_keys_do_not_break(mdir):
