@@ -19,6 +19,7 @@ import numpy as np
 
 from inference.manifest import Member
 from inference.peaks import cell_centres_A, cells_to_voxels
+from inference.stitch_grid import end_starts, end_step, stride_starts
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,39 @@ def member_geometry(member: Member, target_spacing: float) -> Geometry:
     grid = (1, g, g) if g is not None else None
     return Geometry(spacings, (1, member.stride, member.stride), (1, *member.patch), (0.0, *member.overlap),
                     grid, half)
+
+
+def grid_window_starts(member: Member, shape, patch, strides, overlap) -> list[list[int]]:
+    """Window starts per axis on the recipe's grid path (``stitch.grid_stride`` set), in voxels.
+
+    A 2d member's z with ``slices``: every ``slices.step`` slices, the last ending at the volume's
+    end; otherwise ``windows.placement`` (``end``: :func:`~inference.stitch_grid.end_starts`;
+    ``stride``: on the output grid, the end padded). ``shape``/``patch``/... in the (possibly
+    transposed) frame the windows run in; a transposition never moves z for 2d members.
+    """
+    starts = []
+    for a, (n, p, s, o) in enumerate(zip(shape, patch, strides, overlap)):
+        if a == 0 and member.slices is not None:
+            starts.append(end_starts(n, p, member.slices.step))
+        elif member.windows.placement == "end":
+            starts.append(end_starts(n, p, end_step(p, o)))
+        else:
+            starts.append(stride_starts(n, p, s, o))
+    return starts
+
+
+def count_member_windows(member: Member, target_spacing: float, resampled_shape) -> int:
+    """Engine windows one transform of ``member`` runs on a volume of ``resampled_shape`` (z, y, x)."""
+    from inference.windows import count_windows, padded_size
+
+    g = member_geometry(member, target_spacing)
+    if g.grid is None:
+        return count_windows(tuple(padded_size(n, p, s) for n, p, s in zip(resampled_shape, g.patch, g.strides)),
+                             g.patch, g.strides, g.overlap)
+    total = 1
+    for st in grid_window_starts(member, resampled_shape, g.patch, g.strides, g.overlap):
+        total *= len(st)
+    return total
 
 
 def cell_voxels(idx: np.ndarray, g: Geometry, tomo_spacing: float) -> np.ndarray:

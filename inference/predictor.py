@@ -31,13 +31,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference import tta as tta_mod
-from inference.geometry import Geometry, border_mask, cell_voxels, member_geometry  # noqa: F401 (re-export)
+from inference.geometry import (  # noqa: F401 (Geometry, member_geometry: re-exported)
+    Geometry,
+    border_mask,
+    cell_voxels,
+    grid_window_starts,
+    member_geometry,
+)
 from inference.manifest import Member
 from inference.nms_points import greedy_nms
 from inference.peaks import find_peaks, nms_kernel_for
 from inference.resample import affine_of, normalize, resample
 from inference.sliding_grid import sliding_window_grid
-from inference.stitch_grid import end_starts, end_step, stride_starts
 from inference.timing import StageTimer
 from inference.windows import pad_end, sliding_window
 
@@ -273,14 +278,7 @@ class MemberPredictor:
         perm3 = self._perm3(t) if volume_scope else (0, 1, 2)
         view = tta_mod.apply(base, t) if volume_scope else base
         patch, strides, overlap, cells = (_pick(v, perm3) for v in (g.patch, g.strides, g.overlap, g.grid))
-        starts = []
-        for a, (n, p, s, o) in enumerate(zip(view.shape[1:], patch, strides, overlap)):
-            if a == 0 and m.slices is not None:
-                starts.append(end_starts(n, p, m.slices.step))
-            elif m.windows.placement == "end":
-                starts.append(end_starts(n, p, end_step(p, o)))
-            else:
-                starts.append(stride_starts(n, p, s, o))
+        starts = grid_window_starts(m, view.shape[1:], patch, strides, overlap)
         heat = sliding_window_grid(
             view, self._runner(None if volume_scope else t, timer), patch, starts, cells,
             tuple(p // s for p, s in zip(patch, strides)), resize_axes=(0, 1, 2) if m.kind == "3d" else (1, 2),

@@ -100,10 +100,3 @@ def sliding_window_grid(
     else:
         heat = acc
     return xp.ascontiguousarray(xp.where(covered, heat, empty).astype(xp.float32))
-
-
-def count_windows_grid(starts: Sequence[Sequence[int]]) -> int:
-    total = 1
-    for s in starts:
-        total *= len(s)
-    return total
