@@ -58,7 +58,7 @@ from inference.engines import ENGINES
 from inference import manifest_blocks as blocks
 from inference.errors import InputError
 from inference.manifest_blocks import Ctx
-from inference.manifest_types import (  # noqa: F401  (re-exported: the manifest's types live here too)
+from inference.manifest_types import (  # re-exported: the manifest's types are importable from here
     Decode,
     Fusion,
     Manifest,
@@ -71,6 +71,9 @@ from inference.manifest_types import (  # noqa: F401  (re-exported: the manifest
     Windows,
 )
 from inference.tta import parse_tta
+
+__all__ = ["Decode", "Fusion", "Manifest", "Member", "Normalize", "Resample", "Slices", "Stitch", "Threshold",
+           "Windows", "load_manifest", "parse_manifest", "read_manifest_yaml"]
 
 MODEL_SUFFIXES = tuple(ENGINES)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -31,13 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference import tta as tta_mod
-from inference.geometry import (  # noqa: F401 (Geometry, member_geometry: re-exported)
-    Geometry,
-    border_mask,
-    cell_voxels,
-    grid_window_starts,
-    member_geometry,
-)
+from inference.geometry import border_mask, cell_voxels, grid_window_starts, member_geometry
 from inference.manifest import Member
 from inference.nms_points import greedy_nms
 from inference.peaks import find_peaks, nms_kernel_for
@@ -64,8 +58,12 @@ class Prepared:
     raw_zero: float
 
 
+__all__ = ["Candidates", "MemberPredictor", "Prepared", "member_geometry", "slice_stack"]
+
+
 def _sigmoid(x, xp):
-    return 1.0 / (1.0 + xp.exp(-x))
+    with np.errstate(over="ignore"):  # exp(-x) -> inf for logits below ~-88 gives 0, as it should
+        return 1.0 / (1.0 + xp.exp(-x))
 
 
 def slice_stack(volume, channels: int, xp=np):
@@ -131,7 +129,7 @@ class MemberPredictor:
         guard drops TTA).
         """
         timer = timer or StageTimer()
-        xp, m = self.xp, self.member
+        m = self.member
         vol = prepared.volume if isinstance(prepared, Prepared) else prepared
         pad_value = self._pad_value(prepared)
         transforms = self.transforms[:tta_limit] if tta_limit else self.transforms

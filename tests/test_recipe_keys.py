@@ -295,3 +295,17 @@ def _member(kind="3d", patch=(32, 32, 32), **kw):
                 decode=Decode(nms_kernel=3, min_conf=0.0, top_k=5))
     base.update(kw)
     return Member(**base)
+
+
+def test_window_counts_of_the_shipped_recipe():
+    """246x786x760-ish at 16 Å: 2 end-placed windows per axis (3d); 2d: 3-slice windows every 3 slices."""
+    from pathlib import Path
+
+    from inference.geometry import count_member_windows
+    from inference.manifest import load_manifest
+
+    m = load_manifest(Path(__file__).parents[1] / "weights_manifest.yaml", check_files=False)
+    assert count_member_windows(m.member("x3d_m"), 16.0, (245, 786, 759)) == 2 * 2 * 2
+    assert count_member_windows(m.member("maxvit_tiny"), 16.0, (122, 786, 759)) == len(end_starts(122, 3, 3)) == 41
+    demo = _member(patch=(64, 128, 128), overlap=(0.5,) * 3)     # cell-aligned: padded 64x144x128
+    assert count_member_windows(demo, 16.0, (60, 130, 128)) == 1 * 2 * 1
