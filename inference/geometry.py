@@ -2,7 +2,8 @@
 
 Per axis (z, y, x): the resampled volume's spacing ``t``, the model's output stride, the window
 (patch) and overlap, and the cell size of the stitched heatmap in resampled voxels (the output
-stride, or ``stitch.grid_stride`` on the recipe's grid; a 2d member: 1 slice, or ``slices.cell``).
+stride, or the recipe's resized grid -- ``stitch.grid_stride``, or the stride for end-placed windows
+and ``slices``; a 2d member's z: 1 slice, or ``slices.cell``).
 
 Coordinates (both conventions are exact inverses of their resampling, :mod:`inference.resample`):
 
@@ -46,6 +47,8 @@ class Geometry:
 def member_geometry(member: Member, target_spacing: float) -> Geometry:
     t = float(target_spacing)
     g = member.stitch.grid_stride
+    if g is None and (member.windows.placement == "end" or member.slices is not None):
+        g = member.stride  # windows off the output grid: the resized grid at the output stride
     half = member.resample.grid == "half_pixel"
     if member.kind == "3d":
         grid = (g, g, g) if g is not None else None
@@ -61,7 +64,7 @@ def member_geometry(member: Member, target_spacing: float) -> Geometry:
 
 
 def grid_window_starts(member: Member, shape, patch, strides, overlap) -> list[list[int]]:
-    """Window starts per axis on the recipe's grid path (``stitch.grid_stride`` set), in voxels.
+    """Window starts per axis on the recipe's grid path (``Geometry.grid`` set), in voxels.
 
     A 2d member's z with ``slices``: every ``slices.step`` slices, the last ending at the volume's
     end; otherwise ``windows.placement`` (``end``: :func:`~inference.stitch_grid.end_starts`;

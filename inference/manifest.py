@@ -41,9 +41,10 @@ Schema (keys not listed here are errors; defaults in brackets)::
                                   # (ensemble_boxes, for comparison) adds box_A, iou_thr
 
 The recipe keys (resample ... slices, stitch as a mapping, nms_radius_A, rescale, keep_equal) are
-documented key by key against the 3rd-place code in docs/RECIPE.md. Constraints: ``windows.placement:
-end`` and ``slices`` need ``stitch.grid_stride`` (their windows start anywhere, so their outputs
-are resized onto that grid); with ``slices``, ``channels`` equals ``slices.window``.
+documented key by key against the 3rd-place code in docs/RECIPE.md. ``windows.placement: end`` and
+``slices`` put windows off the output grid, so their outputs always go through the resized grid:
+``stitch.grid_stride`` if given, else the stride itself. With ``slices``, ``channels`` equals
+``slices.window``.
 """
 
 from __future__ import annotations
@@ -154,12 +155,6 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True) -> Member:
 
     stitch = blocks.stitch(ctx, data.get("stitch"), f"{key}.stitch", stride)
     windows = blocks.windows(ctx, data.get("windows"), f"{key}.windows")
-    if stitch.grid_stride is None:
-        for what, used in (("windows.placement: end", windows.placement == "end"), ("slices", slices is not None)):
-            if used:
-                raise ctx.fail(f"{key}.stitch", f"{what} needs stitch.grid_stride (windows off the output grid "
-                               "are resized onto the stitched grid)",
-                               "add stitch: {grid_stride: 8} (the recipe), or the stride itself")
     tta_merge = ctx.choice(data.get("tta_merge", "mean"), f"{key}.tta_merge", ("mean", "separate"))
     if tta_merge == "separate" and len(set(map(str, tta_raw))) != len(tta_raw):
         raise ctx.fail(f"{key}.tta", f"{list(tta_raw)} repeats a name, but tta_merge: separate makes one "

@@ -51,8 +51,9 @@ class Windows:
 class Stitch:
     """``mode``: ``mean``/``max`` over overlapping windows; ``space``: ``prob`` (activation per
     window) or ``logit`` (activation after stitching); ``grid_stride``: None pastes window
-    outputs cell-aligned on the output grid, a number ``g`` uses the recipe's resized grid of
-    ``round(m/g)`` cells per axis (:mod:`inference.stitch_grid`)."""
+    outputs cell-aligned on the output grid (with ``windows.placement: end`` or ``slices``: the
+    resized grid at the stride), a number ``g`` uses the recipe's resized grid of ``round(m/g)``
+    cells per axis (:mod:`inference.stitch_grid`)."""
 
     mode: str = "mean"
     space: str = "prob"

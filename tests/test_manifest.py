@@ -123,7 +123,6 @@ def test_recipe_keys_parse_and_default_to_the_old_behaviour(mdir):
 
 
 @pytest.mark.parametrize("mutate,match", [
-    (lambda m: m.update(windows={"placement": "end"}), "needs stitch.grid_stride"),
     (lambda m: m.update(stitch={"grid_stride": 5}), "does not divide the stride"),
     (lambda m: m.update(stitch={"space": "logits"}), "stitch.space"),
     (lambda m: m.update(resample={"grid": "center"}), "resample.grid"),
@@ -137,6 +136,17 @@ def test_recipe_key_errors(mdir, mutate, match):
     mutate(data["members"][0])
     with pytest.raises(InputError, match=match):
         load_manifest(write(mdir, data))
+
+
+def test_end_placement_without_grid_stride_uses_the_stride(mdir):
+    from inference.geometry import member_geometry
+
+    data = copy.deepcopy(BASE)
+    data["members"][0].update(windows={"placement": "end"})
+    m = load_manifest(write(mdir, data))
+    assert m.members[0].stitch.grid_stride is None
+    assert member_geometry(m.members[0], 16.0).grid == (16, 16, 16)
+    assert member_geometry(load_manifest(write(mdir, BASE)).members[0], 16.0).grid is None
 
 
 def test_recipe_top_level_errors(mdir):
