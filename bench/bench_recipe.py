@@ -1,6 +1,6 @@
 """The demo ensemble with the default keys vs the recipe's keys (issue 13): F2 and run time.
 
-    python bench/bench_recipe.py [--n 24] [--seed 1313] [--repeats 2] [--out FILE]
+    python bench/bench_recipe.py [--n 24] [--seed 1313] [--repeats 3] [--threads 1] [--out FILE]
 
 One fresh synthetic test set; the demo detectors (``demo-models --with-2d``) under three manifests:
 
@@ -16,8 +16,9 @@ One fresh synthetic test set; the demo detectors (``demo-models --with-2d``) und
 
 All keep the demo's fixed threshold (0.55; the recipe's 0.55 quantile assumes the test set's ~45%
 motors) and its z-score normalisation (the demo detectors need it). Each manifest runs ``--repeats``
-times, interleaved, in this process (``workers=0``); the fastest wall time is reported with its
-engine / stitch / decode seconds. "best F2" thresholds each run's fused candidates at the best of
+times, interleaved, in this process (``workers=0``, ONNX Runtime on ``--threads`` threads: one
+thread is steadier on a shared machine); the fastest wall time is reported with its engine /
+stitch / decode seconds. "best F2" thresholds each run's fused candidates at the best of
 all their confs (an oracle, to tell ranking from calibration).
 """
 
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--seed", type=int, default=1313)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("bench/results/recipe.md"))
     args = ap.parse_args(argv)
 
@@ -61,6 +63,7 @@ def main(argv=None) -> int:
 
     from inference import scoring, synth
     from inference.demo_models import demo_manifest_dict, write_demo_models
+    from inference.engines import EngineOptions
     from inference.manifest import Threshold, load_manifest
     from inference.runner import PredictConfig, run_predict
     from inference.submission import best_per_tomogram, decide, submission_order
@@ -88,7 +91,8 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             res = run_predict(PredictConfig(manifest=manifest, input_dir=root / "data" / "test",
                                             output=root / f"sub{rep}.csv", spacing_csv=root / "data" / "test_labels.csv",
-                                            progress=False, workers=0, restart=True))
+                                            progress=False, workers=0, restart=True,
+                                            engine=EngineOptions(threads=args.threads)))
             wall = time.perf_counter() - t0
             if name not in best or wall < best[name][0]:
                 best[name] = (wall, res, manifest)
@@ -108,7 +112,8 @@ def main(argv=None) -> int:
     emit([
         "# Demo ensemble: default keys vs the recipe's keys",
         "",
-        *provenance(f"python bench/bench_recipe.py --n {args.n} --seed {args.seed} --repeats {args.repeats}"),
+        *provenance(f"python bench/bench_recipe.py --n {args.n} --seed {args.seed} --repeats {args.repeats} "
+                    f"--threads {args.threads}"),
         f"- data: {args.n} synthetic test tomograms (seed {args.seed}), {n_motor} with a motor",
         "- threshold: fixed 0.55 for every row (the demo's); wall: fastest of the repeats, in-process",
         "",

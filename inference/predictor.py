@@ -224,8 +224,8 @@ class MemberPredictor:
         def run(batch):
             if m.kind == "2d":
                 batch = batch[:, :, 0] if m.slices is None else batch[:, 0]
-            if t is not None:
-                batch = tta_mod.apply(batch, t)
+            if t is not None:  # the transformed copy is the window loop's work, not the engine's
+                batch = xp.ascontiguousarray(tta_mod.apply(batch, t))
             with timer.stage("engine"):
                 out = self.engine(batch)
             out = xp.asarray(out, dtype=xp.float32)
