@@ -125,8 +125,11 @@ def _lerp_axis(x: np.ndarray, axis: int, i0: np.ndarray, i1: np.ndarray, u: np.n
 
 
 def quantize_uint8_ref(x: np.ndarray) -> np.ndarray:
-    """float32 values truncated toward zero and clipped to [0, 255] (``quantize='uint8'``)."""
-    return np.clip(np.trunc(x), np.float32(0.0), np.float32(255.0)).astype(np.float32, copy=False)
+    """float32 values truncated toward zero and clipped to [0, 255] (``quantize='uint8'``).
+
+    ``fmax``/``fmin`` as CUDA's ``fmaxf``/``fminf``: a NaN becomes 0 on both paths.
+    """
+    return np.fmin(np.fmax(np.trunc(x), np.float32(0.0)), np.float32(255.0)).astype(np.float32, copy=False)
 
 
 def resample_normalize_ref(volume, src_spacing: Spacing, dst_spacing: Spacing, mean: float, std: float,

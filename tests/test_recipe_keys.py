@@ -78,8 +78,8 @@ def test_half_pixel_identity_only_when_equal():
 
 
 def test_uint8_truncates():
-    x = np.array([254.7, 254.2, 0.99, 0.0, 255.0, 17.5], np.float32)
-    np.testing.assert_array_equal(quantize_uint8_ref(x), [254, 254, 0, 0, 255, 17])
+    x = np.array([254.7, 254.2, 0.99, 0.0, 255.0, 17.5, 300.2, -3.5, np.nan], np.float32)
+    np.testing.assert_array_equal(quantize_uint8_ref(x), [254, 254, 0, 0, 255, 17, 255, 0, 0])
 
 
 def test_half_pixel_resample_matches_torch():
