@@ -246,6 +246,9 @@ def test_rescale_members_vs_weights():
     ("zyx_x", lambda x: np.flip(x, -1)),
     ("zyx_y", lambda x: np.flip(x, -2)),
     ("zyx_z", lambda x: np.flip(x, -3)),
+    ("zxy_xy", lambda x: np.flip(np.rot90(x, 1, axes=(-2, -1)), -1)),        # their zxy_x
+    ("zxy", lambda x: np.flip(np.rot90(x, 1, axes=(-2, -1)), -2)),           # their zxy_y
+    ("zxy_y", lambda x: np.flip(np.rot90(x, 1, axes=(-2, -1)), (-2, -1))),   # their zxy_xy
 ])
 def test_their_tta_is_ours_renamed(ours, theirs):
     """Their `zxy` = torch.rot90(k=1, dims=(Y, X)) (np.rot90 rotates the same way) = our zxy_x; etc."""
