@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from inference.windows import padded_size, window_starts
+
 
 def grid_cells(m: int, g: int) -> int:
     """Cells of the stitched grid on an axis of ``m`` voxels: ``round(m / g)``, at least 1.
@@ -120,8 +122,6 @@ def window_plan(shape: Sequence[int], patch: Sequence[int], grid: Sequence[int])
 
 def stride_starts(m: int, p: int, stride: int, overlap: float) -> list[int]:
     """Window starts of ``placement: stride`` in voxels (multiples of ``stride``; the end padded)."""
-    from inference.windows import padded_size, window_starts
-
     return window_starts(padded_size(m, p, stride), p, stride, overlap)
 
 
