@@ -80,8 +80,9 @@ def _add_predict(sub) -> None:
                    "for the volumes on CuPy's side)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads on CPU "
                    "(default: all cores)")
-    p.add_argument("--candidates-dir", type=Path, default=None, help="write <member>.csv per member (and "
-                   "fused.csv for an ensemble) here: tomo_id,z,y,x,conf,voxel_spacing in original voxels")
+    p.add_argument("--candidates-dir", type=Path, default=None, help="write <member>.csv per member (<member>@<tta>.csv "
+                   "per TTA of a member with tta_merge: separate) and fused.csv when there are several here: "
+                   "tomo_id,z,y,x,conf,voxel_spacing in original voxels")
     p.add_argument("--sample-submission", type=Path, default=None, help="write every tomo_id of this file "
                    "once, in its order (absent tomograms get -1)")
     p.add_argument("--decoder", default="auto", help="slice decoder: auto (fastest available), simplejpeg, cv2, "
@@ -153,36 +154,67 @@ def _add_fuse(sub) -> None:
         "fuse", help="fuse candidate tables of several members into one (point WBF in Å)",
         description="Fuse saved candidate tables (tomo_id,z,y,x,conf,voxel_spacing) without re-running models. "
                     "Per tomogram, in Å: drop conf < --skip-conf, weight confs, cluster in descending weighted "
-                    "conf (join the nearest fused point closer than --dist-A), fused conf avg or max.",
+                    "conf (join the nearest fused point closer than --dist-A), fused conf avg or max. With "
+                    "--manifest, the settings and each file's weight come from the manifest (files named "
+                    "<member>.csv or <member>@<tta>.csv, as predict --candidates-dir writes them); options "
+                    "given here override it.",
     )
-    p.add_argument("--candidates", required=True, nargs="+", type=Path, help="candidate CSVs, one per member")
-    p.add_argument("--weights", nargs="+", type=float, default=None, help="one weight per file (default all 1)")
-    p.add_argument("--method", choices=("wbf", "wbf_iou"), default="wbf", help="wbf: point WBF by distance "
+    p.add_argument("--candidates", required=True, nargs="+", type=Path, help="candidate CSVs, one per member "
+                   "(or per <member>@<tta>)")
+    p.add_argument("--manifest", type=Path, default=None, help="take the fusion block and the weights (by file "
+                   "name) from this manifest")
+    p.add_argument("--weights", nargs="+", type=float, default=None, help="one weight per file (default all 1, "
+                   "or the manifest's)")
+    p.add_argument("--method", choices=("wbf", "wbf_iou"), default=None, help="wbf: point WBF by distance "
                    "(default); wbf_iou: ensemble_boxes 3D WBF on cubes of --box-A, for comparison")
-    p.add_argument("--dist-A", type=float, default=1000.0, help="wbf: join distance in Å (default 1000)")
-    p.add_argument("--box-A", type=float, default=1000.0, help="wbf_iou: cube side in Å (default 1000)")
-    p.add_argument("--iou-thr", type=float, default=0.55, help="wbf_iou: IoU to join (default 0.55)")
-    p.add_argument("--conf-type", choices=("avg", "max"), default="avg", help="fused conf (default avg)")
-    p.add_argument("--skip-conf", type=float, default=0.0, help="drop candidates below this conf (default 0)")
+    p.add_argument("--dist-A", type=float, default=None, help="wbf: join distance in Å (default 1000)")
+    p.add_argument("--box-A", type=float, default=None, help="wbf_iou: cube side in Å (default 1000)")
+    p.add_argument("--iou-thr", type=float, default=None, help="wbf_iou: IoU to join (default 0.55)")
+    p.add_argument("--conf-type", choices=("avg", "max"), default=None, help="fused conf (default avg)")
+    p.add_argument("--skip-conf", type=float, default=None, help="drop candidates below this conf (default 0)")
+    p.add_argument("--rescale", choices=("members", "weights"), default=None, help="avg conf x min(n, files)/sum(w) "
+                   "(members, default) or x min(n, sum(w))/sum(w) (weights: the 3rd-place WBF)")
     p.add_argument("--output", required=True, type=Path, help="fused candidate CSV to write")
     p.set_defaults(func=_run_fuse)
+
+
+def _fuse_settings(args):
+    """(Fusion, weights) from the options, over the manifest's when --manifest is given."""
+    from dataclasses import replace
+
+    from inference.manifest import Fusion, load_manifest
+
+    fusion, weights = Fusion(), args.weights
+    if args.manifest is not None:
+        manifest = load_manifest(args.manifest, check_files=False)
+        fusion = manifest.fusion
+        if weights is None:
+            known = manifest.input_weights()
+            unknown = [str(p) for p in args.candidates if p.stem not in known]
+            if unknown:
+                raise InputError(unknown[0], f"no member or <member>@<tta> of {args.manifest} is named "
+                                 f"'{Path(unknown[0]).stem}' (inputs: {', '.join(known)})",
+                                 "name the files as predict --candidates-dir writes them, or pass --weights")
+            weights = [known[p.stem] for p in args.candidates]
+    given = {k: getattr(args, k) for k in ("method", "dist_A", "box_A", "iou_thr", "conf_type", "skip_conf", "rescale")}
+    fusion = replace(fusion, **{k: v for k, v in given.items() if v is not None})
+    if fusion.method == "wbf_iou" and fusion.rescale != "members":
+        raise InputError(None, "--rescale weights applies to --method wbf only", "drop --rescale or use wbf")
+    return fusion, weights or [1.0] * len(args.candidates)
 
 
 def _run_fuse(args) -> int:
     from inference.candidates import load_candidates
     from inference.fusion import fuse_with
-    from inference.manifest import Fusion
     from inference.submission import write_csv_atomic
 
-    weights = args.weights or [1.0] * len(args.candidates)
+    fusion, weights = _fuse_settings(args)
     if len(weights) != len(args.candidates):
         raise InputError(None, f"{len(args.candidates)} candidate files but {len(weights)} weights",
                          "give one --weights value per --candidates file")
     if any(w <= 0 for w in weights):
         raise InputError(None, f"weights must be > 0, got {weights}", "pass positive --weights")
     tables = [load_candidates(p) for p in args.candidates]
-    fusion = Fusion(method=args.method, dist_A=args.dist_A, conf_type=args.conf_type, skip_conf=args.skip_conf,
-                    box_A=args.box_A, iou_thr=args.iou_thr)
     fused = fuse_with(fusion, tables, weights, [str(p) for p in args.candidates])
     write_csv_atomic(fused, args.output)
     print(f"wrote {args.output}: {len(fused)} fused points in {fused['tomo_id'].nunique()} tomograms "
@@ -194,29 +226,44 @@ def _add_submit(sub) -> None:
     p = sub.add_parser(
         "submit", help="threshold a (fused) candidate table into submission.csv",
         description="Best candidate per tomogram; a tomogram is 'no motor' (-1) when its best conf is at or "
-                    "below the threshold (a quantile of the best confs, NumPy's linear rule, or a fixed value). "
-                    "Every tomo_id of --sample-submission is written once, in its order.",
+                    "below the threshold (only below it with --keep-equal; a quantile of the best confs, NumPy's "
+                    "linear rule, or a fixed value). Every tomo_id of --sample-submission is written once, in "
+                    "its order.",
     )
     p.add_argument("--candidates", required=True, type=Path, help="candidate CSV (e.g. fused.csv)")
-    g = p.add_mutually_exclusive_group(required=True)
+    g = p.add_mutually_exclusive_group()
     g.add_argument("--quantile", type=float, help="threshold = this quantile of the per-tomogram best confs "
                    "(0.55: 55%% of tomograms become 'no motor')")
     g.add_argument("--fixed", type=float, help="threshold = this conf")
+    g.add_argument("--manifest", type=Path, default=None, help="the threshold block of this manifest "
+                   "(quantile or fixed, and keep_equal)")
+    p.add_argument("--keep-equal", action="store_true", help="a best conf equal to the threshold keeps its motor "
+                   "(the 3rd-place rule)")
     p.add_argument("--sample-submission", required=True, type=Path, help="the competition's sample_submission.csv")
     p.add_argument("--output", required=True, type=Path, help="submission CSV to write")
     p.set_defaults(func=_run_submit)
 
 
 def _run_submit(args) -> int:
+    from dataclasses import replace
+
     from inference.candidates import load_candidates
-    from inference.manifest import Threshold
+    from inference.manifest import Threshold, load_manifest
     from inference.submission import best_per_tomogram, decide, submission_order, write_csv_atomic
 
-    if args.quantile is not None and not 0.0 <= args.quantile <= 1.0:
-        raise InputError(None, f"--quantile {args.quantile} is outside [0, 1]", "pass e.g. --quantile 0.55")
+    if args.manifest is not None:
+        threshold = load_manifest(args.manifest, check_files=False).threshold
+        if args.keep_equal:
+            threshold = replace(threshold, keep_equal=True)
+    elif args.quantile is None and args.fixed is None:
+        raise InputError(None, "no threshold given", "pass --quantile Q, --fixed T or --manifest M")
+    else:
+        if args.quantile is not None and not 0.0 <= args.quantile <= 1.0:
+            raise InputError(None, f"--quantile {args.quantile} is outside [0, 1]", "pass e.g. --quantile 0.55")
+        threshold = Threshold(quantile=args.quantile, fixed=args.fixed, keep_equal=args.keep_equal)
     cands = load_candidates(args.candidates)
     order = submission_order(sorted(set(cands["tomo_id"])), args.sample_submission)
-    decision = decide(best_per_tomogram(cands, order), Threshold(quantile=args.quantile, fixed=args.fixed))
+    decision = decide(best_per_tomogram(cands, order), threshold)
     write_csv_atomic(decision.submission, args.output)
     print(f"wrote {args.output}: {decision.describe()}")
     return 0

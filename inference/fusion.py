@@ -6,9 +6,12 @@ Per tomogram, over the candidates of all members (coordinates in Å = voxel x sp
 2. take candidates in descending ``c'`` (ties: member order, then row order); each joins the
    cluster whose CURRENT fused point is nearest if that distance is ``< dist_A`` (strictly), else
    starts a new cluster; after a join the fused point is the ``c'``-weighted mean of its points;
-3. fused conf: ``avg``: ``(sum c' / n) * min(n, M) / sum(w)`` (n: cluster size, M: members,
-   w: member weights), so a point seen by one member of M scores ``conf / M`` with equal weights;
-   ``max``: ``max c' / max(w)``.
+3. fused conf: ``avg``: ``(sum c' / n) * min(n, M) / sum(w)`` (n: cluster size, M: inputs,
+   w: input weights; ``rescale='members'``), so a point seen by one input of M scores ``conf / M``
+   with equal weights; ``rescale='weights'`` (the recipe's WBF): ``(sum c' / n) * min(n, sum(w)) /
+   sum(w)`` -- the same for unit weights; ``max``: ``max c' / max(w)``.
+
+The inputs are members, or ``<member>@<tta>`` lists of members with ``tta_merge: separate``.
 
 Plain arrays in and out: :func:`fuse_points` is the algorithm, :func:`fuse_tables` applies it to
 candidate tables.
@@ -27,7 +30,7 @@ from inference.submission import CANDIDATE_COLUMNS
 
 
 def fuse_points(points_A, conf, member, weights: Sequence[float], *, dist_A: float = 1000.0,
-                conf_type: str = "avg", skip_conf: float = 0.0):
+                conf_type: str = "avg", skip_conf: float = 0.0, rescale: str = "members"):
     """Fuse the candidates of one tomogram.
 
     ``points_A`` (K, 3) Å, ``conf`` (K,), ``member`` (K,) index into ``weights`` (M,).
@@ -35,6 +38,8 @@ def fuse_points(points_A, conf, member, weights: Sequence[float], *, dist_A: flo
     """
     if conf_type not in ("avg", "max"):
         raise ValueError(f"conf_type must be 'avg' or 'max', got {conf_type!r}")
+    if rescale not in ("members", "weights"):
+        raise ValueError(f"rescale must be 'members' or 'weights', got {rescale!r}")
     pts = np.asarray(points_A, dtype=np.float64).reshape(-1, 3)
     conf = np.asarray(conf, dtype=np.float64).reshape(-1)
     member = np.asarray(member, dtype=np.int64).reshape(-1)
@@ -73,7 +78,8 @@ def fuse_points(points_A, conf, member, weights: Sequence[float], *, dist_A: flo
     if n == 0:
         return np.zeros((0, 3)), np.zeros((0,))
     if conf_type == "avg":
-        fc = wsum[:n] / size[:n] * np.minimum(size[:n], len(w)) / float(w.sum())
+        cap = len(w) if rescale == "members" else float(w.sum())
+        fc = wsum[:n] / size[:n] * np.minimum(size[:n], cap) / float(w.sum())
     else:
         fc = cmax[:n] / float(w.max())
     out_order = np.argsort(-fc, kind="stable")
@@ -98,7 +104,8 @@ def tomogram_spacings(tables: Sequence[pd.DataFrame], names: Sequence[str]) -> d
 
 
 def fuse_tables(tables: Sequence[pd.DataFrame], weights: Sequence[float], *, names: Sequence[str] | None = None,
-                dist_A: float = 1000.0, conf_type: str = "avg", skip_conf: float = 0.0) -> pd.DataFrame:
+                dist_A: float = 1000.0, conf_type: str = "avg", skip_conf: float = 0.0,
+                rescale: str = "members") -> pd.DataFrame:
     """Fuse candidate tables (one per member, same columns) into one fused candidate table."""
     names = list(names) if names is not None else [f"table{i}" for i in range(len(tables))]
     if len(weights) != len(tables):
@@ -111,7 +118,7 @@ def fuse_tables(tables: Sequence[pd.DataFrame], weights: Sequence[float], *, nam
         s = spacing[tomo_id]
         pts = g[["z", "y", "x"]].to_numpy(dtype=np.float64) * s
         fused, fconf = fuse_points(pts, g["conf"].to_numpy(), g["_member"].to_numpy(), weights,
-                                   dist_A=dist_A, conf_type=conf_type, skip_conf=skip_conf)
+                                   dist_A=dist_A, conf_type=conf_type, skip_conf=skip_conf, rescale=rescale)
         for p, c in zip(fused / s, fconf):
             rows.append((tomo_id, p[0], p[1], p[2], c, s))
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS).astype({"tomo_id": str})
@@ -125,14 +132,15 @@ def fuse_with(fusion: Fusion, tables: list[pd.DataFrame], weights: list[float], 
         return fuse_tables_iou(tables, weights, names=names, box_A=fusion.box_A, iou_thr=fusion.iou_thr,
                                conf_type=fusion.conf_type, skip_conf=fusion.skip_conf)
     return fuse_tables(tables, weights, names=names, dist_A=fusion.dist_A, conf_type=fusion.conf_type,
-                       skip_conf=fusion.skip_conf)
+                       skip_conf=fusion.skip_conf, rescale=fusion.rescale)
 
 
 def fuse_members(fusion: Fusion, members: dict, weights: dict, spacing_A: float):
-    """One tomogram: ``{member: (zyx voxels (K, 3), conf (K,))}`` -> fused ``(zyx voxels, conf)``.
+    """One tomogram: ``{input: (zyx voxels (K, 3), conf (K,))}`` -> fused ``(zyx voxels, conf)``.
 
-    A single member passes through unchanged; the member order is the dict's (the manifest's), so
-    this equals :func:`fuse_with` on the members' tables restricted to this tomogram.
+    A single input passes through unchanged; the input order is the dict's (the manifest's), so
+    this equals :func:`fuse_with` on the inputs' tables restricted to this tomogram. Inputs the
+    deadline guard dropped are absent, and the weights are those of the inputs present.
     """
     names = list(members)
     if len(names) == 1:
@@ -150,5 +158,5 @@ def fuse_members(fusion: Fusion, members: dict, weights: dict, spacing_A: float)
         conf = np.concatenate([np.asarray(members[n][1], dtype=np.float64).reshape(-1) for n in names])
         member = np.concatenate([np.full(len(np.asarray(members[n][1]).reshape(-1)), i) for i, n in enumerate(names)])
         pts, conf = fuse_points(zyx * spacing_A, conf, member, w, dist_A=fusion.dist_A, conf_type=fusion.conf_type,
-                                skip_conf=fusion.skip_conf)
+                                skip_conf=fusion.skip_conf, rescale=fusion.rescale)
     return pts / spacing_A, conf

@@ -1,4 +1,4 @@
-"""``weights_manifest.yaml``: parsed once into frozen dataclasses.
+"""``weights_manifest.yaml``: parsed once into frozen dataclasses (:mod:`inference.manifest_types`).
 
 Config flows one way: this file -> :class:`Manifest` -> function arguments. Nothing else reads
 the YAML. Every problem (unknown key, missing file, bad value) is an :class:`InputError` naming
@@ -19,200 +19,75 @@ Schema (keys not listed here are errors; defaults in brackets)::
         activation: sigmoid       # [sigmoid] sigmoid | none, applied to the raw output
         tta: [zyx]                # [[zyx]] (2d: [[yx]]); see inference/tta.py
         weight: 1.0               # [1.0] > 0, used by fusion
-        stitch: mean              # [mean] mean | max over overlapping windows
+        stitch: mean              # [mean] mean | max over overlapping windows, or the mapping
+                                  # {mode: [mean] | max, space: [prob] | logit, grid_stride: [none] | g}
         batch_size: 2             # [2] windows per engine call
-        decode: {nms_kernel: 3, min_conf: 0.02, top_k: 50, border_A: 0.0}
+        decode: {nms_kernel: 3, min_conf: 0.02, top_k: 50, border_A: 0.0, nms_radius_A: 0.0}
                                   # nms_kernel: odd, in cells of the coarsest axis (a 2d member's
                                   # thin z cells get the same extent in Å); border_A: ignore cells
-                                  # centred closer than this to the tomogram's border
+                                  # centred closer than this to the tomogram's border;
+                                  # nms_radius_A > 0: greedy L2 NMS in Å (keep >= R), then top_k
         channels: 3               # 2d only [3]: neighbouring slices fed as channels
         slice_spacing: 32.0       # 2d only: Å between the slices of the 2d member's volume
-    threshold: {quantile: 0.55}   # or {fixed: 0.5}; a tomogram is "no motor" when its best conf <= it
-    fusion: {method: wbf, dist_A: 1000.0, conf_type: avg, skip_conf: 0.0}
-                                  # method wbf_iou (ensemble_boxes, for comparison) adds box_A, iou_thr
+        resample: {grid: corner, quantize: none}   # [corner] | half_pixel; [none] | uint8
+        windows: {placement: stride, pad: mean}    # [stride] | end; [mean] | zero (raw 0)
+        tta_scope: volume         # [volume] | window: transform each window, invert its output
+        tta_merge: mean           # [mean] | separate: one heatmap, decode and fusion input per TTA
+        slices: {window: 3, step: 3, cell: 4}      # 2d only [absent]: the recipe's slice windows
+    threshold: {quantile: 0.55}   # or {fixed: 0.5}; plus keep_equal: [false] | true; a tomogram is
+                                  # "no motor" when its best conf is <= it (< it with keep_equal)
+    fusion: {method: wbf, dist_A: 1000.0, conf_type: avg, skip_conf: 0.0, rescale: members}
+                                  # rescale: [members] | weights (avg conf); method wbf_iou
+                                  # (ensemble_boxes, for comparison) adds box_A, iou_thr
+
+The recipe keys (resample ... slices, stitch as a mapping, nms_radius_A, rescale, keep_equal) are
+documented key by key against the 3rd-place code in docs/RECIPE.md. ``windows.placement: end`` and
+``slices`` put windows off the output grid, so their outputs always go through the resized grid:
+``stitch.grid_stride`` if given, else the stride itself. With ``slices``, ``channels`` equals
+``slices.window``.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from inference.engines import ENGINES
+from inference import manifest_blocks as blocks
 from inference.errors import InputError
+from inference.manifest_blocks import Ctx
+from inference.manifest_types import (  # re-exported: the manifest's types are importable from here
+    Decode,
+    Fusion,
+    Manifest,
+    Member,
+    Normalize,
+    Resample,
+    Slices,
+    Stitch,
+    Threshold,
+    Windows,
+)
 from inference.tta import parse_tta
+
+__all__ = ["Decode", "Fusion", "Manifest", "Member", "Normalize", "Resample", "Slices", "Stitch", "Threshold",
+           "Windows", "load_manifest", "parse_manifest", "read_manifest_yaml"]
 
 MODEL_SUFFIXES = tuple(ENGINES)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-@dataclass(frozen=True)
-class Normalize:
-    """``x = (v - mean) / std`` (``mode='affine'``) or per-tomogram z-score (``mode='zscore'``)."""
-
-    mode: str = "affine"
-    mean: float = 0.0
-    std: float = 255.0
-
-
-@dataclass(frozen=True)
-class Decode:
-    nms_kernel: int = 3
-    min_conf: float = 0.02
-    top_k: int = 50
-    border_A: float = 0.0  # drop cells whose centre is closer than this to the tomogram's border
-
-
-@dataclass(frozen=True)
-class Member:
-    name: str
-    kind: str
-    model: Path
-    patch: tuple[int, ...]
-    stride: int
-    overlap: tuple[float, ...]
-    normalize: Normalize
-    activation: str
-    tta: tuple[str, ...]
-    weight: float
-    stitch: str
-    batch_size: int
-    decode: Decode
-    channels: int = 1
-    slice_spacing: float | None = None
-
-    @property
-    def spatial_axes(self) -> str:
-        return "zyx" if self.kind == "3d" else "yx"
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """Exactly one of ``quantile`` (of the per-tomogram best confs) or ``fixed`` is set."""
-
-    quantile: float | None = None
-    fixed: float | None = None
-
-    def describe(self) -> str:
-        return f"quantile {self.quantile}" if self.quantile is not None else f"fixed {self.fixed}"
-
-
-@dataclass(frozen=True)
-class Fusion:
-    method: str = "wbf"
-    dist_A: float = 1000.0
-    conf_type: str = "avg"
-    skip_conf: float = 0.0
-    box_A: float = 1000.0   # wbf_iou: cube side around each point
-    iou_thr: float = 0.55   # wbf_iou: IoU to join a cluster
-
-
-@dataclass(frozen=True)
-class Manifest:
-    path: Path
-    target_spacing: float
-    members: tuple[Member, ...]
-    threshold: Threshold
-    default_spacing: float = 13.1
-    fusion: Fusion = field(default_factory=Fusion)
-
-    def member(self, name: str) -> Member:
-        for m in self.members:
-            if m.name == name:
-                return m
-        raise KeyError(name)
-
-
-# --------------------------------------------------------------------------- parsing helpers
-
-
-class _Ctx:
-    """Where we are in the manifest, for error messages."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, problem: str, fix: str | None = None) -> InputError:
-        return InputError(self.path, f"key '{key}': {problem}", fix)
-
-    def mapping(self, value: Any, key: str) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
-        return value
-
-    def check_keys(self, data: dict, key: str, allowed: set[str], required: set[str] = frozenset()):
-        unknown = sorted(set(map(str, data)) - allowed)
-        if unknown:
-            raise self.fail(
-                f"{key}.{unknown[0]}" if key else unknown[0],
-                "unknown key",
-                f"remove it or use one of: {', '.join(sorted(allowed))}",
-            )
-        missing = sorted(required - set(data))
-        if missing:
-            raise self.fail(f"{key}.{missing[0]}" if key else missing[0], "missing required key")
-
-    def number(self, value: Any, key: str, *, lo: float | None = None, hi: float | None = None,
-               lo_open: bool = False, hi_open: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(key, f"expected a finite number, got {value!r}")
-        v = float(value)
-        if lo is not None and (v < lo or (lo_open and v == lo)):
-            raise self.fail(key, f"{v} must be {'>' if lo_open else '>='} {lo}")
-        if hi is not None and (v > hi or (hi_open and v == hi)):
-            raise self.fail(key, f"{v} must be {'<' if hi_open else '<='} {hi}")
-        return v
-
-    def integer(self, value: Any, key: str, *, lo: int = 1) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"expected an integer, got {value!r}")
-        if value < lo:
-            raise self.fail(key, f"{value} must be >= {lo}")
-        return int(value)
-
-    def choice(self, value: Any, key: str, options: tuple[str, ...]) -> str:
-        if value not in options:
-            raise self.fail(key, f"{value!r} is not one of {', '.join(options)}")
-        return str(value)
-
-
-def _normalize(ctx: _Ctx, value: Any, key: str) -> Normalize:
-    if value == "zscore":
-        return Normalize(mode="zscore", mean=0.0, std=1.0)
-    data = ctx.mapping(value, key)
-    ctx.check_keys(data, key, {"mean", "std"}, {"mean", "std"})
-    return Normalize(
-        mode="affine",
-        mean=ctx.number(data["mean"], f"{key}.mean"),
-        std=ctx.number(data["std"], f"{key}.std", lo=0.0, lo_open=True),
-    )
-
-
-def _decode(ctx: _Ctx, value: Any, key: str) -> Decode:
-    data = ctx.mapping(value if value is not None else {}, key)
-    ctx.check_keys(data, key, {"nms_kernel", "min_conf", "top_k", "border_A"})
-    k = ctx.integer(data.get("nms_kernel", Decode.nms_kernel), f"{key}.nms_kernel")
-    if k % 2 == 0:
-        raise ctx.fail(f"{key}.nms_kernel", f"{k} must be odd (the window is centred on a cell)")
-    return Decode(
-        nms_kernel=k,
-        min_conf=ctx.number(data.get("min_conf", Decode.min_conf), f"{key}.min_conf", lo=0.0),
-        top_k=ctx.integer(data.get("top_k", Decode.top_k), f"{key}.top_k"),
-        border_A=ctx.number(data.get("border_A", Decode.border_A), f"{key}.border_A", lo=0.0),
-    )
-
-
 _MEMBER_KEYS = {
     "name", "kind", "model", "patch", "stride", "overlap", "normalize", "activation", "tta",
     "weight", "stitch", "batch_size", "decode", "channels", "slice_spacing",
+    "resample", "windows", "tta_scope", "tta_merge", "slices",
 }
 
 
-def _member(ctx: _Ctx, value: Any, i: int, check_files: bool = True) -> Member:
+def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True) -> Member:
     key = f"members[{i}]"
     data = ctx.mapping(value, key)
     ctx.check_keys(data, key, _MEMBER_KEYS, {"name", "kind", "model", "patch", "stride", "normalize"})
@@ -262,15 +137,28 @@ def _member(ctx: _Ctx, value: Any, i: int, check_files: bool = True) -> Member:
 
     channels = 1
     slice_spacing = None
+    slices = None
     if kind == "2d":
         channels = ctx.integer(data.get("channels", 3), f"{key}.channels")
         if "slice_spacing" not in data:
             raise ctx.fail(f"{key}.slice_spacing", "missing (required for 2d members)")
         slice_spacing = ctx.number(data["slice_spacing"], f"{key}.slice_spacing", lo=0.0, lo_open=True)
+        if data.get("slices") is not None:
+            slices = blocks.slices(ctx, data["slices"], f"{key}.slices")
+            if channels != slices.window:
+                raise ctx.fail(f"{key}.channels", f"{channels} but slices.window is {slices.window}",
+                               "the window's slices are the engine's channels: make them equal")
     else:
-        for k2 in ("channels", "slice_spacing"):
+        for k2 in ("channels", "slice_spacing", "slices"):
             if k2 in data:
                 raise ctx.fail(f"{key}.{k2}", "only 2d members take this key")
+
+    stitch = blocks.stitch(ctx, data.get("stitch"), f"{key}.stitch", stride)
+    windows = blocks.windows(ctx, data.get("windows"), f"{key}.windows")
+    tta_merge = ctx.choice(data.get("tta_merge", "mean"), f"{key}.tta_merge", ("mean", "separate"))
+    if tta_merge == "separate" and len(set(map(str, tta_raw))) != len(tta_raw):
+        raise ctx.fail(f"{key}.tta", f"{list(tta_raw)} repeats a name, but tta_merge: separate makes one "
+                       "fusion input <member>@<tta> per name", "list each transform once")
 
     return Member(
         name=name,
@@ -279,38 +167,20 @@ def _member(ctx: _Ctx, value: Any, i: int, check_files: bool = True) -> Member:
         patch=patch,
         stride=stride,
         overlap=overlap,
-        normalize=_normalize(ctx, data["normalize"], f"{key}.normalize"),
+        normalize=blocks.normalize(ctx, data["normalize"], f"{key}.normalize"),
         activation=ctx.choice(data.get("activation", "sigmoid"), f"{key}.activation", ("sigmoid", "none")),
         tta=tuple(str(t) for t in tta_raw),
         weight=ctx.number(data.get("weight", 1.0), f"{key}.weight", lo=0.0, lo_open=True),
-        stitch=ctx.choice(data.get("stitch", "mean"), f"{key}.stitch", ("mean", "max")),
+        stitch=stitch,
         batch_size=ctx.integer(data.get("batch_size", 2), f"{key}.batch_size"),
-        decode=_decode(ctx, data.get("decode"), f"{key}.decode"),
+        decode=blocks.decode(ctx, data.get("decode"), f"{key}.decode"),
         channels=channels,
         slice_spacing=slice_spacing,
-    )
-
-
-def _threshold(ctx: _Ctx, value: Any) -> Threshold:
-    data = ctx.mapping(value, "threshold")
-    ctx.check_keys(data, "threshold", {"quantile", "fixed"})
-    if len(data) != 1:
-        raise ctx.fail("threshold", "give exactly one of 'quantile' or 'fixed'")
-    if "quantile" in data:
-        return Threshold(quantile=ctx.number(data["quantile"], "threshold.quantile", lo=0.0, hi=1.0))
-    return Threshold(fixed=ctx.number(data["fixed"], "threshold.fixed"))
-
-
-def _fusion(ctx: _Ctx, value: Any) -> Fusion:
-    data = ctx.mapping(value if value is not None else {}, "fusion")
-    ctx.check_keys(data, "fusion", {"method", "dist_A", "conf_type", "skip_conf", "box_A", "iou_thr"})
-    return Fusion(
-        method=ctx.choice(data.get("method", "wbf"), "fusion.method", ("wbf", "wbf_iou")),
-        dist_A=ctx.number(data.get("dist_A", 1000.0), "fusion.dist_A", lo=0.0, lo_open=True),
-        conf_type=ctx.choice(data.get("conf_type", "avg"), "fusion.conf_type", ("avg", "max")),
-        skip_conf=ctx.number(data.get("skip_conf", 0.0), "fusion.skip_conf", lo=0.0),
-        box_A=ctx.number(data.get("box_A", 1000.0), "fusion.box_A", lo=0.0, lo_open=True),
-        iou_thr=ctx.number(data.get("iou_thr", 0.55), "fusion.iou_thr", lo=0.0, hi=1.0),
+        resample=blocks.resample(ctx, data.get("resample"), f"{key}.resample"),
+        windows=windows,
+        tta_scope=ctx.choice(data.get("tta_scope", "volume"), f"{key}.tta_scope", ("volume", "window")),
+        tta_merge=tta_merge,
+        slices=slices,
     )
 
 
@@ -320,7 +190,7 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
     ``check_files=False`` skips the model-file existence check (``python -m export all`` reads the
     manifest before the files exist); everything else is validated the same.
     """
-    ctx = _Ctx(Path(path))
+    ctx = Ctx(Path(path))
     data = ctx.mapping(data, "(top level)")
     ctx.check_keys(data, "", {"target_spacing", "default_spacing", "members", "threshold", "fusion"},
                    {"target_spacing", "members", "threshold"})
@@ -336,9 +206,9 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
         path=Path(path).resolve(),
         target_spacing=ctx.number(data["target_spacing"], "target_spacing", lo=0.0, lo_open=True),
         members=members,
-        threshold=_threshold(ctx, data["threshold"]),
+        threshold=blocks.threshold(ctx, data["threshold"]),
         default_spacing=ctx.number(data.get("default_spacing", 13.1), "default_spacing", lo=0.0, lo_open=True),
-        fusion=_fusion(ctx, data.get("fusion")),
+        fusion=blocks.fusion(ctx, data.get("fusion")),
     )
 
 

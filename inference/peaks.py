@@ -4,7 +4,8 @@ Geometry of a heatmap axis: resampled voxel ``j`` sits at ``j * t`` Å (``t``: t
 member's volume was resampled to on that axis, see :mod:`inference.resample`); output cell ``c``
 covers resampled voxels ``[c*S, (c+1)*S)`` (``S``: the stride on that axis), so its centre is at
 ``(c*S + (S - 1) / 2) * t`` Å, which is ``that / s`` in original voxel indices (``s``: the
-tomogram's spacing). From here on, coordinates are in Å or original voxel indices.
+tomogram's spacing). From here on, coordinates are in Å or original voxel indices. The recipe's
+half-pixel convention and grid cells: :mod:`inference.geometry`.
 """
 
 from __future__ import annotations
@@ -60,12 +61,12 @@ def nms_kernel_for(cell_A, kernel: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def find_peaks(heat, *, nms_kernel=3, min_conf: float = 0.0, top_k: int = 50, xp=np):
+def find_peaks(heat, *, nms_kernel=3, min_conf: float = 0.0, top_k: int | None = 50, xp=np):
     """Cells that equal the max of their ``nms_kernel`` neighbourhood and are ``>= min_conf``.
 
     ``nms_kernel``: one odd width or one per axis. Returns ``(idx, conf)`` as NumPy arrays:
     ``idx`` (K, ndim) int64 cell indices and ``conf`` (K,) float32, sorted by conf descending then
-    by index (C order), at most ``top_k``. A plateau of equal values yields every cell of it
+    by index (C order), at most ``top_k`` (None: all). A plateau of equal values yields every cell of it
     (ties are not broken spatially).
     """
     heat = xp.asarray(heat, dtype=xp.float32)

@@ -79,7 +79,7 @@ class Loaded:
     shape: tuple[int, int, int]
     spacing: float
     spacing_source: str
-    resampled: dict[tuple, np.ndarray]
+    resampled: dict[tuple, np.ndarray]  # MemberPredictor.resample_key -> resampled volume
     timer: StageTimer = field(default_factory=StageTimer)
 
 
@@ -119,7 +119,7 @@ def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
         with timer.stage("read"):
             data = active[0].xp.asarray(np.ascontiguousarray(data))  # upload the uint8 volume once
     for p in active:
-        key = p.geometry.spacings
+        key = p.resample_key
         if key not in resampled:
             resampled[key] = p.resample(data, spacing, timer)
     return Loaded(tomo_id=tomo_id, shape=tuple(int(n) for n in vol.data.shape), spacing=spacing,
@@ -133,18 +133,22 @@ def _active(ctx: Context, plan: Plan) -> list[MemberPredictor]:
 
 
 def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
-    """The plan's members on a loaded tomogram, then fusion (in Å) of their candidates."""
+    """The plan's members on a loaded tomogram, then fusion (in Å) of their candidates.
+
+    ``TomoResult.members`` holds one list per fusion input (a member, or ``<member>@<tta>`` for
+    separate TTAs); ``member_seconds`` the time of each member (all its transforms and decodes).
+    """
     timer = loaded.timer
     members: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     member_seconds = {}
     for p in _active(ctx, plan):
         t0 = time.perf_counter()
-        prepared = p.normalize(loaded.resampled[p.geometry.spacings], timer)
-        heat = p.heatmap(prepared, timer, tta_limit=plan.tta_limit)
-        cands = p.decode(heat, loaded.spacing, timer, loaded.shape)
-        members[p.member.name] = (cands.zyx, cands.conf)
+        found = p.predict_resampled(loaded.resampled[p.resample_key], loaded.spacing, timer,
+                                    tta_limit=plan.tta_limit, tomo_shape=loaded.shape)
+        for name, cands in found.items():
+            members[name] = (cands.zyx, cands.conf)
         member_seconds[p.member.name] = time.perf_counter() - t0
-    weights = {p.member.name: p.member.weight for p in ctx.predictors}
+    weights = ctx.manifest.input_weights()
     with timer.stage("fusion"):
         fused_zyx, fused_conf = fuse_members(ctx.manifest.fusion, members, weights, loaded.spacing)
     return TomoResult(

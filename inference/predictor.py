@@ -1,17 +1,26 @@
-"""One member over one tomogram: resample -> normalize -> TTA x sliding window -> heatmap -> peaks.
+"""One member over one tomogram: resample -> normalize -> TTA x sliding window -> heatmap(s) -> peaks.
 
 :class:`MemberPredictor` is the stateful part (it holds the engine); the steps it calls are the
-stateless helpers of :mod:`inference.resample`, :mod:`inference.windows`, :mod:`inference.tta`
-and :mod:`inference.peaks`. Everything is written against an array module ``xp``.
+stateless helpers of :mod:`inference.resample`, :mod:`inference.windows` (cell-aligned windows),
+:mod:`inference.sliding_grid` (the recipe's resized grid), :mod:`inference.tta`,
+:mod:`inference.peaks`, :mod:`inference.nms_points` and :mod:`inference.geometry`. Everything is
+written against an array module ``xp``.
 
 Both member kinds run as one 3D sliding window over (z, y, x):
 
-* ``3d``: the volume at ``target_spacing`` on every axis; window ``patch``, stride ``s`` per axis;
-  the engine sees ``(N, 1, D, H, W)``.
-* ``2d``: the volume at ``slice_spacing`` along z and ``target_spacing`` in-plane; channel ``c`` of
-  slice ``k`` is slice ``k + c - C//2`` (edge slices replicate); window ``(1, H, W)``, stride
-  ``(1, s, s)``; the engine sees ``(N, C, H, W)``. The stacked per-slice outputs are a 3D heatmap
-  with cells of ``slice_spacing x s*target x s*target`` Å, decoded by the same peak code.
+* ``3d``: the volume at ``target_spacing`` on every axis; window ``patch``; the engine sees
+  ``(N, 1, D, H, W)``.
+* ``2d``: the volume at ``slice_spacing`` along z and ``target_spacing`` in-plane. Without
+  ``slices``: channel ``c`` of slice ``k`` is slice ``k + c - C//2`` (edges replicate), window
+  ``(1, H, W)``, one z cell per slice. With ``slices``: windows of ``window`` consecutive slices
+  (the channels) every ``step`` slices, each output pasted into the ``cell``-slice z cells it
+  maps to. The engine sees ``(N, C, H, W)``.
+
+Per TTA transform the member produces one stitched heatmap; ``tta_merge: mean`` averages them
+(in the stitching space) into one heatmap, ``separate`` keeps each as its own fusion input
+``<member>@<tta>``. ``stitch.space: logit`` applies the activation after stitching and merging,
+``prob`` to every window output. ``tta_scope: window`` transforms each window and inverts its
+output; ``volume`` transforms the whole volume and inverts the stitched heatmap.
 """
 
 from __future__ import annotations
@@ -22,45 +31,39 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference import tta as tta_mod
+from inference.geometry import border_mask, cell_voxels, grid_window_starts, member_geometry
 from inference.manifest import Member
-from inference.peaks import cell_centres_A, cells_to_voxels, find_peaks, nms_kernel_for
-from inference.resample import normalize, resample
+from inference.nms_points import greedy_nms
+from inference.peaks import find_peaks, nms_kernel_for
+from inference.resample import affine_of, normalize, resample
+from inference.sliding_grid import sliding_window_grid
 from inference.timing import StageTimer
 from inference.windows import pad_end, sliding_window
 
 
 @dataclass(frozen=True)
-class Geometry:
-    """How a member sees a tomogram, per axis (z, y, x)."""
-
-    spacings: tuple[float, float, float]  # Å per voxel of the member's resampled volume
-    strides: tuple[int, int, int]         # output stride
-    patch: tuple[int, int, int]           # window, voxels
-    overlap: tuple[float, float, float]
-
-    @property
-    def cell_A(self) -> tuple[float, ...]:
-        return tuple(s * t for s, t in zip(self.strides, self.spacings))
-
-
-def member_geometry(member: Member, target_spacing: float) -> Geometry:
-    t = float(target_spacing)
-    if member.kind == "3d":
-        return Geometry((t, t, t), (member.stride,) * 3, tuple(member.patch), tuple(member.overlap))
-    return Geometry((float(member.slice_spacing), t, t), (1, member.stride, member.stride),
-                    (1, *member.patch), (0.0, *member.overlap))
-
-
-@dataclass(frozen=True)
 class Candidates:
-    """Points of one member on one tomogram: ``zyx`` (K, 3) in ORIGINAL voxel indices, ``conf`` (K,)."""
+    """Points of one fusion input on one tomogram: ``zyx`` (K, 3) in ORIGINAL voxel indices, ``conf`` (K,)."""
 
     zyx: np.ndarray
     conf: np.ndarray
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A normalized (Z, Y, X) float32 volume and the value raw intensity 0 has after normalizing
+    (the pad value of ``windows.pad: zero``)."""
+
+    volume: object
+    raw_zero: float
+
+
+__all__ = ["Candidates", "MemberPredictor", "Prepared", "member_geometry", "slice_stack"]
+
+
 def _sigmoid(x, xp):
-    return 1.0 / (1.0 + xp.exp(-x))
+    with np.errstate(over="ignore"):  # exp(-x) -> inf for logits below ~-88 gives 0, as it should
+        return 1.0 / (1.0 + xp.exp(-x))
 
 
 def slice_stack(volume, channels: int, xp=np):
@@ -81,6 +84,12 @@ class MemberPredictor:
         self.xp = xp
         self.transforms = [tta_mod.parse_tta(n, member.spatial_axes) for n in member.tta]
 
+    @property
+    def resample_key(self) -> tuple:
+        """Members with equal keys share one resampled volume."""
+        r = self.member.resample
+        return (self.geometry.spacings, r.grid, r.quantize)
+
     # -- stages ------------------------------------------------------------------------------
     def resample(self, volume, tomo_spacing: float, timer: StageTimer | None = None):
         """uint8/float (Z, Y, X) at ``tomo_spacing`` -> float32 at this member's spacings.
@@ -89,62 +98,67 @@ class MemberPredictor:
         (:mod:`kernels.resample`, same sampling grid as :mod:`inference.resample`).
         """
         timer = timer or StageTimer()
+        r = self.member.resample
         with timer.stage("resample"):
             vol = self.xp.asarray(volume)
             if self.xp is not np:
                 from kernels.resample import resample_normalize
 
-                return resample_normalize(vol, tomo_spacing, self.geometry.spacings, 0.0, 1.0)
-            return resample(vol, tomo_spacing, self.geometry.spacings, xp=self.xp)
+                return resample_normalize(vol, tomo_spacing, self.geometry.spacings, 0.0, 1.0,
+                                          grid=r.grid, quantize=r.quantize)
+            return resample(vol, tomo_spacing, self.geometry.spacings, xp=self.xp, grid=r.grid, quantize=r.quantize)
 
     def normalize(self, resampled, timer: StageTimer | None = None):
         timer = timer or StageTimer()
         with timer.stage("resample"):
             return normalize(resampled, self.member.normalize, xp=self.xp)
 
-    def heatmap(self, prepared, timer: StageTimer | None = None, tta_limit: int | None = None):
-        """TTA-averaged, stitched heatmap (after activation) of a normalized (Z, Y, X) volume.
+    def prepare(self, resampled, timer: StageTimer | None = None) -> Prepared:
+        """:meth:`normalize`, keeping where raw intensity 0 lands (the zero pad value)."""
+        timer = timer or StageTimer()
+        with timer.stage("resample"):
+            v = resampled.astype(self.xp.float32, copy=False)
+            mean, std = affine_of(v, self.member.normalize)
+            return Prepared(volume=(v - mean) / std, raw_zero=(0.0 - mean) / std)
 
-        The volume is padded to a multiple of the stride BEFORE any transform, so flips and
-        transpositions map output cells onto output cells exactly. ``tta_limit`` runs only the
-        first that many transforms (the deadline guard drops TTA).
+    def heatmaps(self, prepared, timer: StageTimer | None = None, tta_limit: int | None = None) -> dict:
+        """``{input name: stitched heatmap after activation}`` of a prepared (or normalized) volume.
+
+        One entry (the member's name) with ``tta_merge: mean``, one per transform (``<member>@<tta>``)
+        with ``separate``. ``tta_limit`` runs only the first that many transforms (the deadline
+        guard drops TTA).
         """
         timer = timer or StageTimer()
-        xp, m, g = self.xp, self.member, self.geometry
-        shape = tuple(prepared.shape)
-        pad_value = float(prepared.mean())
-        grid = tuple(math.ceil(n / s) * s for n, s in zip(shape, g.strides))
-        base = pad_end(prepared, grid, pad_value, xp=xp)
-        base = base[None] if m.kind == "3d" else slice_stack(base, m.channels, xp=xp)
-        n_axes = len(m.spatial_axes)  # the axes TTA acts on: zyx, or yx for 2d
-
-        def run(batch):
-            if m.kind == "2d":
-                batch = batch[:, :, 0]
-            with timer.stage("engine"):
-                out = self.engine(batch)
-            out = xp.asarray(out, dtype=xp.float32)
-            if m.activation == "sigmoid":
-                out = _sigmoid(out, xp)
-            return out[:, :, None] if m.kind == "2d" else out
-
+        m = self.member
+        vol = prepared.volume if isinstance(prepared, Prepared) else prepared
+        pad_value = self._pad_value(prepared)
         transforms = self.transforms[:tta_limit] if tta_limit else self.transforms
-        total = None
         with timer.stage("stitch"):
-            for t in transforms:
-                view = tta_mod.apply(base, t)
-                perm3 = tuple(range(3 - n_axes)) + tuple(3 - n_axes + p for p in t.perm)
-                heat = sliding_window(view, run, g.patch, _pick(g.strides, perm3), _pick(g.overlap, perm3),
-                                      batch_size=m.batch_size, mode=m.stitch, pad_value=pad_value, xp=xp)
-                heat = tta_mod.invert(heat, t)
+            if self.geometry.grid is None:
+                per_tta = self._stitch_aligned(vol, transforms, pad_value, timer)
+            else:
+                per_tta = [self._stitch_grid(vol, t, pad_value, timer) for t in transforms]
+            if m.tta_merge == "separate":
+                return {name: self._after_stitch(h) for name, h in zip(m.input_names, per_tta)}
+            total = None
+            for heat in per_tta:
                 total = heat if total is None else total + heat
-            heat = total / float(len(transforms))
-            keep = tuple(slice(0, math.ceil(n / s)) for n, s in zip(shape, g.strides))
-            return xp.ascontiguousarray(heat[keep])
+            return {m.name: self._after_stitch(total / float(len(per_tta)))}
+
+    def heatmap(self, prepared, timer: StageTimer | None = None, tta_limit: int | None = None):
+        """The one heatmap of a member with ``tta_merge: mean`` (see :meth:`heatmaps`)."""
+        heats = self.heatmaps(prepared, timer, tta_limit)
+        if len(heats) != 1:
+            raise ValueError(f"member {self.member.name} has separate TTAs; use heatmaps()")
+        return next(iter(heats.values()))
 
     def decode(self, heat, tomo_spacing: float, timer: StageTimer | None = None,
                tomo_shape: tuple[int, ...] | None = None) -> Candidates:
-        """Peaks of ``heat`` in original voxels; ``tomo_shape`` is needed for ``decode.border_A``."""
+        """Peaks of ``heat`` in original voxels; ``tomo_shape`` is needed for ``decode.border_A``.
+
+        Local maxima ``>= min_conf`` by conf (descending); with ``nms_radius_A`` greedy L2 NMS in Å
+        on the cells' nominal positions; then the first ``top_k``.
+        """
         timer = timer or StageTimer()
         d, g = self.member.decode, self.geometry
         with timer.stage("decode"):
@@ -152,27 +166,123 @@ class MemberPredictor:
                 if tomo_shape is None:
                     raise ValueError("decode.border_A needs the tomogram's shape")
                 heat = border_mask(heat, g, tomo_shape, tomo_spacing, d.border_A, xp=self.xp)
-            idx, conf = find_peaks(heat, nms_kernel=nms_kernel_for(g.cell_A, d.nms_kernel), min_conf=d.min_conf, top_k=d.top_k, xp=self.xp)
-            zyx = cells_to_voxels(idx, g.strides, g.spacings, tomo_spacing)
+            kernel = nms_kernel_for(g.cell_A, d.nms_kernel)
+            if d.nms_radius_A > 0:
+                idx, conf = find_peaks(heat, nms_kernel=kernel, min_conf=d.min_conf, top_k=None, xp=self.xp)
+                keep = greedy_nms(idx * np.asarray(g.cell_A, dtype=np.float64), d.nms_radius_A, d.top_k)
+                idx, conf = idx[keep], conf[keep]
+            else:
+                idx, conf = find_peaks(heat, nms_kernel=kernel, min_conf=d.min_conf, top_k=d.top_k, xp=self.xp)
+            zyx = cell_voxels(idx, g, tomo_spacing)
         return Candidates(zyx=zyx, conf=conf)
 
-    def __call__(self, volume, tomo_spacing: float, timer: StageTimer | None = None) -> Candidates:
+    def predict_resampled(self, resampled, tomo_spacing: float, timer: StageTimer | None = None,
+                          tta_limit: int | None = None, tomo_shape: tuple[int, ...] | None = None) -> dict:
+        """``{input name: Candidates}`` from this member's resampled volume."""
         timer = timer or StageTimer()
-        prepared = self.normalize(self.resample(volume, tomo_spacing, timer), timer)
-        return self.decode(self.heatmap(prepared, timer), tomo_spacing, timer, tuple(volume.shape))
+        heats = self.heatmaps(self.prepare(resampled, timer), timer, tta_limit)
+        return {name: self.decode(h, tomo_spacing, timer, tomo_shape) for name, h in heats.items()}
 
+    def predict(self, volume, tomo_spacing: float, timer: StageTimer | None = None) -> dict:
+        """``{input name: Candidates}`` of a raw (Z, Y, X) tomogram."""
+        timer = timer or StageTimer()
+        return self.predict_resampled(self.resample(volume, tomo_spacing, timer), tomo_spacing, timer,
+                                      tomo_shape=tuple(volume.shape))
 
-def border_mask(heat, g: Geometry, tomo_shape, tomo_spacing: float, border_A: float, xp=np):
-    """``heat`` with cells centred closer than ``border_A`` Å to the tomogram's border set to -inf."""
-    out = heat.copy()
-    for axis, (n, stride, t) in enumerate(zip(tomo_shape, g.strides, g.spacings)):
-        centres = cell_centres_A(np.arange(heat.shape[axis])[:, None], (stride,), (t,))[:, 0]
-        extent = (n - 1) * tomo_spacing
-        bad = np.nonzero((centres < border_A) | (centres > extent - border_A))[0]
-        index = [slice(None)] * heat.ndim
-        index[axis] = xp.asarray(bad)
-        out[tuple(index)] = -xp.inf
-    return out
+    def __call__(self, volume, tomo_spacing: float, timer: StageTimer | None = None) -> Candidates:
+        """The candidates of a member with one fusion input (``tta_merge: mean``)."""
+        out = self.predict(volume, tomo_spacing, timer)
+        if len(out) != 1:
+            raise ValueError(f"member {self.member.name} has separate TTAs; use predict()")
+        return next(iter(out.values()))
+
+    # -- internals ---------------------------------------------------------------------------
+    def _pad_value(self, prepared) -> float:
+        m = self.member
+        vol = prepared.volume if isinstance(prepared, Prepared) else prepared
+        if m.windows.pad == "mean":
+            return float(vol.mean())
+        if isinstance(prepared, Prepared):
+            return float(prepared.raw_zero)
+        if m.normalize.mode != "affine":
+            raise ValueError("windows.pad: zero with zscore needs prepare()'s raw_zero")
+        return (0.0 - m.normalize.mean) / m.normalize.std
+
+    def _after_stitch(self, heat):
+        m = self.member
+        if m.stitch.space == "logit" and m.activation == "sigmoid":
+            heat = _sigmoid(heat, self.xp)
+        return self.xp.ascontiguousarray(heat)
+
+    def _runner(self, t: tta_mod.Transform | None, timer: StageTimer):
+        """The engine as the window loop's predictor; ``t``: a window-scope transform (or None)."""
+        xp, m = self.xp, self.member
+        if t is not None and t.is_identity:
+            t = None
+        activate = m.activation == "sigmoid" and m.stitch.space == "prob"
+
+        def run(batch):
+            if m.kind == "2d":
+                batch = batch[:, :, 0] if m.slices is None else batch[:, 0]
+            if t is not None:  # the transformed copy is the window loop's work, not the engine's
+                batch = xp.ascontiguousarray(tta_mod.apply(batch, t))
+            with timer.stage("engine"):
+                out = self.engine(batch)
+            out = xp.asarray(out, dtype=xp.float32)
+            if t is not None:
+                out = tta_mod.invert(out, t)
+            if activate:
+                out = _sigmoid(out, xp)
+            return out[:, :, None] if m.kind == "2d" else out
+
+        return run
+
+    def _perm3(self, t: tta_mod.Transform) -> tuple[int, ...]:
+        """The transform's permutation of (z, y, x): a 2d member's transforms act on (y, x)."""
+        lead = 3 - len(t.perm)
+        return tuple(range(lead)) + tuple(lead + p for p in t.perm)
+
+    def _stitch_aligned(self, vol, transforms, pad_value: float, timer: StageTimer) -> list:
+        """Cell-aligned windows (:func:`inference.windows.sliding_window`), one heatmap per transform.
+
+        The volume is padded to a multiple of the stride BEFORE any transform, so flips and
+        transpositions map output cells onto output cells exactly.
+        """
+        xp, m, g = self.xp, self.member, self.geometry
+        shape = tuple(vol.shape)
+        grid = tuple(math.ceil(n / s) * s for n, s in zip(shape, g.strides))
+        base = pad_end(vol, grid, pad_value, xp=xp)
+        base = base[None] if m.kind == "3d" else slice_stack(base, m.channels, xp=xp)
+        keep = tuple(slice(0, math.ceil(n / s)) for n, s in zip(shape, g.strides))
+        out = []
+        for t in transforms:
+            if m.tta_scope == "window":
+                heat = sliding_window(base, self._runner(t, timer), g.patch, g.strides, g.overlap,
+                                      batch_size=m.batch_size, mode=m.stitch.mode, pad_value=pad_value, xp=xp)
+            else:
+                perm3 = self._perm3(t)
+                heat = sliding_window(tta_mod.apply(base, t), self._runner(None, timer), g.patch,
+                                      _pick(g.strides, perm3), _pick(g.overlap, perm3), batch_size=m.batch_size,
+                                      mode=m.stitch.mode, pad_value=pad_value, xp=xp)
+                heat = tta_mod.invert(heat, t)
+            out.append(heat[keep])
+        return out
+
+    def _stitch_grid(self, vol, t: tta_mod.Transform, pad_value: float, timer: StageTimer):
+        """The recipe's grid (:func:`inference.sliding_grid.sliding_window_grid`) for one transform."""
+        xp, m, g = self.xp, self.member, self.geometry
+        base = vol[None] if (m.kind == "3d" or m.slices is not None) else slice_stack(vol, m.channels, xp=xp)
+        volume_scope = m.tta_scope == "volume" and not t.is_identity
+        perm3 = self._perm3(t) if volume_scope else (0, 1, 2)
+        view = tta_mod.apply(base, t) if volume_scope else base
+        patch, strides, overlap, cells = (_pick(v, perm3) for v in (g.patch, g.strides, g.overlap, g.grid))
+        starts = grid_window_starts(m, view.shape[1:], patch, strides, overlap)
+        heat = sliding_window_grid(
+            view, self._runner(None if volume_scope else t, timer), patch, starts, cells,
+            tuple(p // s for p, s in zip(patch, strides)), resize_axes=(0, 1, 2) if m.kind == "3d" else (1, 2),
+            batch_size=m.batch_size, mode=m.stitch.mode, pad_value=pad_value, empty=-math.inf,
+            broadcast_z=m.kind == "2d", xp=xp)
+        return tta_mod.invert(heat, t) if volume_scope else heat
 
 
 def _pick(values, perm):

@@ -8,6 +8,12 @@ index ``i`` sits at resampled index ``i * s / t`` and comes back as ``j * t / s`
 
 Linear interpolation without an anti-alias prefilter, as the recipe's models were trained with
 (trilinear resize); on 6.5 Å data the 2.5x downsampling therefore aliases fine detail.
+
+The recipe's own convention (``resample: {grid: half_pixel}``, PyTorch ``align_corners=False``
+with ``scale_factor = s/t``): ``floor(n * s/t)`` samples, sample ``j`` at input position
+``max(0, (j + 0.5) * t/s - 0.5)``; a point at original index ``i`` sits at ``(i + 0.5) * s/t - 0.5``.
+``quantize: uint8`` truncates the resampled values to integers in [0, 255] (their ``.to(uint8)``).
+Both run through :func:`kernels.resample.resample_normalize` (its NumPy reference on the CPU).
 All functions take an array module ``xp`` (NumPy or CuPy).
 """
 
@@ -27,9 +33,13 @@ def resampled_length(n: int, src_spacing: float, dst_spacing: float) -> int:
 
 
 def resampled_shape(shape: Sequence[int], src_spacing: float | Sequence[float],
-                    dst_spacing: float | Sequence[float]) -> tuple[int, ...]:
+                    dst_spacing: float | Sequence[float], grid: str = "corner") -> tuple[int, ...]:
     src = _per_axis(src_spacing, len(shape))
     dst = _per_axis(dst_spacing, len(shape))
+    if grid != "corner":
+        from kernels.resample import output_shape
+
+        return output_shape(shape, src, dst, grid)
     return tuple(resampled_length(n, s, t) for n, s, t in zip(shape, src, dst))
 
 
@@ -46,11 +56,17 @@ def _axis_weights(n: int, src: float, dst: float, xp):
     return xp.asarray(i0), xp.asarray(i1), xp.asarray(w)
 
 
-def resample(volume, src_spacing: float | Sequence[float], dst_spacing: float | Sequence[float], xp=np):
+def resample(volume, src_spacing: float | Sequence[float], dst_spacing: float | Sequence[float], xp=np,
+             *, grid: str = "corner", quantize: str = "none"):
     """Linear resampling of a (Z, Y, X) (or any-D) volume; returns float32.
 
-    The axis that shrinks the most goes first, so the intermediate arrays stay small.
+    The axis that shrinks the most goes first, so the intermediate arrays stay small. ``grid`` and
+    ``quantize`` other than ``corner``/``none`` (3D volumes) go through the kernel module.
     """
+    if grid != "corner" or quantize != "none":
+        from kernels.resample import resample_normalize
+
+        return resample_normalize(volume, src_spacing, dst_spacing, 0.0, 1.0, grid=grid, quantize=quantize)
     src = _per_axis(src_spacing, volume.ndim)
     dst = _per_axis(dst_spacing, volume.ndim)
     out = volume
@@ -90,11 +106,16 @@ def _resample_axis(vol, axis: int, src: float, dst: float, xp, chunk: int = 8):
     return out
 
 
+def affine_of(volume, norm: Normalize) -> tuple[float, float]:
+    """``(mean, std)`` of the normalisation: the manifest's, or the float32 volume's own (``zscore``;
+    std 0 -> 1)."""
+    if norm.mode == "zscore":
+        return float(volume.mean()), float(volume.std()) or 1.0
+    return norm.mean, norm.std
+
+
 def normalize(volume, norm: Normalize, xp=np):
     """``(v - mean) / std``; ``zscore`` uses the volume's own mean and std (std 0 -> 1)."""
     v = volume.astype(xp.float32, copy=False)
-    if norm.mode == "zscore":
-        mean = float(v.mean())
-        std = float(v.std()) or 1.0
-        return (v - mean) / std
-    return (v - norm.mean) / norm.std
+    mean, std = affine_of(v, norm)
+    return (v - mean) / std

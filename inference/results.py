@@ -26,7 +26,8 @@ FORMAT = 1
 
 @dataclass
 class TomoResult:
-    """What one tomogram produced: every member's candidates, the fused points, timings."""
+    """What one tomogram produced: every fusion input's candidates (a member, or ``<member>@<tta>``
+    with separate TTAs), the fused points, timings (``member_seconds`` per member)."""
 
     tomo_id: str
     status: str  # "ok" | "failed"
@@ -34,7 +35,7 @@ class TomoResult:
     spacing: float | None = None
     spacing_source: str | None = None
     shape: list[int] | None = None
-    members: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> [[z, y, x, conf], ...]
+    members: dict[str, list[list[float]]] = field(default_factory=dict)  # input -> [[z, y, x, conf], ...]
     fused: list[list[float]] = field(default_factory=list)             # [[z, y, x, conf], ...]
     seconds: dict[str, float] = field(default_factory=dict)            # stage -> s
     member_seconds: dict[str, float] = field(default_factory=dict)     # member -> s (engine + stitch + decode)

@@ -75,7 +75,7 @@ class PredictConfig:
 class PredictResult:
     submission: pd.DataFrame
     decision: Decision
-    member_candidates: dict[str, pd.DataFrame]
+    member_candidates: dict[str, pd.DataFrame]  # per fusion input: member or <member>@<tta>
     fused: pd.DataFrame
     failures: dict[str, str]
     timer: StageTimer
@@ -381,7 +381,7 @@ def _run_workers(run: Run, planner, worker_entry=None, on_workers: Callable[[int
 def _finish(run: Run) -> PredictResult:
     cfg, results = run.cfg, run.results
     ok = {t: r for t, r in results.items() if r.status == "ok"}
-    names = [m.name for m in cfg.manifest.members]
+    names = [n for n, _ in cfg.manifest.inputs]  # members, or <member>@<tta> for separate TTAs
     tables = {n: _table({t: r.members[n] for t, r in ok.items() if n in r.members}, results) for n in names}
     fused = _table({t: r.fused for t, r in ok.items()}, results)
     decision = run.write_submission()

@@ -7,6 +7,8 @@ indices, floats). A submission has ``tomo_id,Motor axis 0,Motor axis 1,Motor axi
 Threshold semantics: a tomogram is "no motor" when its best conf is AT OR BELOW the threshold
 (a tomogram with no candidate has best conf 0). ``quantile q``: the threshold is the q-quantile
 of the per-tomogram best confs (NumPy's default linear rule); ``fixed t``: the threshold is t.
+``keep_equal`` (the recipe's rule): a best conf EQUAL to the threshold keeps its motor, so only
+confs strictly below it become "no motor"; a tomogram with no candidate (or conf 0) stays "no motor".
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ class Decision:
 
 def decide(best: pd.DataFrame, threshold: Threshold) -> Decision:
     """Apply the threshold to :func:`best_per_tomogram`'s table and build the submission."""
-    thr = threshold_value(best["conf"].to_numpy(), threshold)
-    motor = best["conf"].to_numpy() > thr
+    conf = best["conf"].to_numpy()
+    thr = threshold_value(conf, threshold)
+    motor = (conf >= thr) & (conf > 0) if threshold.keep_equal else conf > thr
     sub = pd.DataFrame({
         "tomo_id": best["tomo_id"].astype(str),
         "Motor axis 0": np.where(motor, best["z"], -1.0),

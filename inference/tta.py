@@ -5,9 +5,14 @@ transposition: ``zyx`` (identity), ``zxy`` (swap y and x), ``zyx_x`` (flip x), `
 For 2d members the axes are ``yx``: ``yx``, ``xy``, ``yx_x``, ``xy_y``.
 
 The axis letters name the ORIGINAL axes; flips name axes by their letter, wherever the
-transposition moved them. A transform applies to the whole (resampled, padded) volume before
-windowing, so the window shape never changes; :func:`invert` maps the stitched heatmap back.
+transposition moved them. With ``tta_scope: volume`` a transform applies to the whole (resampled,
+padded) volume before windowing, so the window shape never changes, and :func:`invert` maps the
+stitched heatmap back; with ``window`` it applies to each window and :func:`invert` to its output.
 Both work on the trailing spatial axes of any NumPy or CuPy array.
+
+The 3rd-place code permutes with ``rot90`` (handedness kept) and flips after: their ``zxy`` is
+``rot90`` in the (Y, X) plane = flip x then transpose = our ``zxy_x``; their ``zxy_z`` = our
+``zxy_xz``, their 2d ``xy`` = our ``xy_x`` (docs/RECIPE.md).
 """
 
 from __future__ import annotations

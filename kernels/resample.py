@@ -14,6 +14,13 @@ affine normalization as the inference pipeline does it):
   operations in this order (``--fmad=false`` and ``_rn`` intrinsics: no fused multiply-add), so
   it equals the separable NumPy reference bit-for-bit, float32 subnormals aside (CuPy compiles
   with ``-ftz=true`` and flushes them to zero; tests/test_kernels_emulated.py checks both).
+* ``grid='half_pixel'`` (PyTorch ``F.interpolate(..., align_corners=False, scale_factor=s/t,
+  recompute_scale_factor=False)``): with ``r = s / t`` the axis has ``floor(n * r)`` samples and
+  sample ``j`` reads ``u = max(float32(1/r) * (j + 0.5) - 0.5, 0)`` (float32, as PyTorch's CPU
+  kernel): ``i0 = min(floor(u), n - 1)``, ``i1 = min(i0 + 1, n - 1)``, ``w = float32(u - i0)``.
+  An axis with ``s == t`` exactly is left as it is. The interpolation itself is the same.
+* ``quantize='uint8'``: the interpolated value is truncated toward zero and clipped to [0, 255]
+  (``.to(torch.uint8)`` on values that interpolation keeps inside the uint8 range).
 * Then ``(v - float32(mean)) / float32(std)`` in float32.
 
 ``resample_normalize`` dispatches on the array module of ``volume``: a NumPy array goes through
@@ -43,29 +50,50 @@ def _per_axis(value: Spacing, ndim: int = 3) -> tuple[float, ...]:
     return out
 
 
-def _is_identity(src: float, dst: float) -> bool:
-    return math.isclose(src, dst)
+GRIDS = ("corner", "half_pixel")
+QUANTIZE = ("none", "uint8")
 
 
-def output_length(n: int, src: float, dst: float) -> int:
-    """Samples along an axis of ``n`` voxels at ``src`` Å resampled to ``dst`` Å (``n`` when the
-    spacings are ``math.isclose``: that axis is not resampled)."""
-    if _is_identity(src, dst):
+def _is_identity(src: float, dst: float, grid: str = "corner") -> bool:
+    return math.isclose(src, dst) if grid == "corner" else src == dst
+
+
+def _check_options(grid: str, quantize: str) -> None:
+    if grid not in GRIDS:
+        raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+
+
+def output_length(n: int, src: float, dst: float, grid: str = "corner") -> int:
+    """Samples along an axis of ``n`` voxels at ``src`` Å resampled to ``dst`` Å (``n`` when that
+    axis is not resampled: spacings ``math.isclose`` (corner) or equal (half_pixel))."""
+    if _is_identity(src, dst, grid):
         return int(n)
+    if grid == "half_pixel":
+        return max(1, int(math.floor(n * (src / dst))))
     return int(math.floor((n - 1) * src / dst + 1e-9)) + 1
 
 
-def output_shape(shape: Sequence[int], src_spacing: Spacing, dst_spacing: Spacing) -> tuple[int, ...]:
+def output_shape(shape: Sequence[int], src_spacing: Spacing, dst_spacing: Spacing,
+                 grid: str = "corner") -> tuple[int, ...]:
     src, dst = _per_axis(src_spacing, len(shape)), _per_axis(dst_spacing, len(shape))
-    return tuple(output_length(n, s, t) for n, s, t in zip(shape, src, dst))
+    return tuple(output_length(n, s, t, grid) for n, s, t in zip(shape, src, dst))
 
 
-def axis_table(n: int, src: float, dst: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def axis_table(n: int, src: float, dst: float, grid: str = "corner") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(i0, i1, u)`` of one axis: int64 lower/upper source index and float32 weight per sample."""
-    m = output_length(n, src, dst)
-    if _is_identity(src, dst):
+    m = output_length(n, src, dst, grid)
+    if _is_identity(src, dst, grid):
         j = np.arange(m, dtype=np.int64)
         return j, j.copy(), np.zeros(m, dtype=np.float32)
+    if grid == "half_pixel":
+        scale = np.float32(1.0 / (src / dst))
+        pos32 = np.maximum(scale * (np.arange(m, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
+                           np.float32(0.0))
+        i0 = np.minimum(np.floor(pos32).astype(np.int64), n - 1)
+        u = (pos32 - i0.astype(np.float32)).astype(np.float32)
+        return i0, np.minimum(i0 + 1, n - 1), u
     pos = np.arange(m, dtype=np.float64) * (dst / src)
     i0 = np.clip(np.floor(pos).astype(np.int64), 0, n - 1)
     u = (pos - i0).astype(np.float32)
@@ -97,8 +125,16 @@ def _lerp_axis(x: np.ndarray, axis: int, i0: np.ndarray, i1: np.ndarray, u: np.n
     return a + (b - a) * u.reshape(shape)
 
 
+def quantize_uint8_ref(x: np.ndarray) -> np.ndarray:
+    """float32 values truncated toward zero and clipped to [0, 255] (``quantize='uint8'``).
+
+    ``fmax``/``fmin`` as CUDA's ``fmaxf``/``fminf``: a NaN becomes 0 on both paths.
+    """
+    return np.fmin(np.fmax(np.trunc(x), np.float32(0.0)), np.float32(255.0)).astype(np.float32, copy=False)
+
+
 def resample_normalize_ref(volume, src_spacing: Spacing, dst_spacing: Spacing, mean: float, std: float,
-                           *, chunk: int = 8) -> np.ndarray:
+                           *, chunk: int = 8, grid: str = "corner", quantize: str = "none") -> np.ndarray:
     """NumPy reference (and CPU path) of :func:`resample_normalize`; returns float32.
 
     Works in slabs of ``chunk`` output z-planes: each slab reads only the input planes it
@@ -107,9 +143,10 @@ def resample_normalize_ref(volume, src_spacing: Spacing, dst_spacing: Spacing, m
     """
     vol = np.asarray(volume)
     _check(vol, std)
+    _check_options(grid, quantize)
     src, dst = _per_axis(src_spacing), _per_axis(dst_spacing)
-    tables = [axis_table(n, s, t) for n, s, t in zip(vol.shape, src, dst)]
-    order = [a for a in axis_order(src, dst) if not _is_identity(src[a], dst[a])]
+    tables = [axis_table(n, s, t, grid) for n, s, t in zip(vol.shape, src, dst)]
+    order = [a for a in axis_order(src, dst) if not _is_identity(src[a], dst[a], grid)]
     mean32, std32 = np.float32(mean), np.float32(std)
     out = np.empty(tuple(len(t[0]) for t in tables), dtype=np.float32)
     z0, z1, zu = tables[0]
@@ -123,20 +160,24 @@ def resample_normalize_ref(volume, src_spacing: Spacing, dst_spacing: Spacing, m
             i0, i1, u = local if axis == 0 else tables[axis]
             x = _lerp_axis(x, axis, i0, i1, u)
         x = x.astype(np.float32, copy=False)
+        if quantize == "uint8":
+            x = quantize_uint8_ref(x)
         out[sl] = (x - mean32) / std32
     return out
 
 
-def resample_normalize(volume, src_spacing: Spacing, dst_spacing: Spacing, mean: float, std: float):
+def resample_normalize(volume, src_spacing: Spacing, dst_spacing: Spacing, mean: float, std: float,
+                       *, grid: str = "corner", quantize: str = "none"):
     """``(resample(volume, src -> dst) - mean) / std`` as float32, NumPy or CuPy (see module doc).
 
     ``volume``: (Z, Y, X) array, uint8 typically (the CUDA kernel takes uint8, int8, uint16,
     int16, float32, float64). ``src_spacing``/``dst_spacing``: one value in Å or one per axis.
+    ``grid``: ``corner`` | ``half_pixel``; ``quantize``: ``none`` | ``uint8`` (before normalizing).
     Returns an array of the same module, shape :func:`output_shape`.
     """
     if get_array_module(volume) is np:
-        return resample_normalize_ref(volume, src_spacing, dst_spacing, mean, std)
-    return _resample_normalize_cupy(volume, src_spacing, dst_spacing, mean, std)
+        return resample_normalize_ref(volume, src_spacing, dst_spacing, mean, std, grid=grid, quantize=quantize)
+    return _resample_normalize_cupy(volume, src_spacing, dst_spacing, mean, std, grid, quantize)
 
 
 # ----------------------------------------------------------------------------------- CUDA
@@ -171,29 +212,33 @@ extern "C" __global__ void {name}(
     const float c10 = lerp_rn((float)src[a{p} + b{q} + a{r}], (float)src[b{p} + b{q} + a{r}], u{p});
     const float c01 = lerp_rn((float)src[a{p} + a{q} + b{r}], (float)src[b{p} + a{q} + b{r}], u{p});
     const float c11 = lerp_rn((float)src[a{p} + b{q} + b{r}], (float)src[b{p} + b{q} + b{r}], u{p});
-    const float v = lerp_rn(lerp_rn(c00, c10, u{q}), lerp_rn(c01, c11, u{q}), u{r});
+    float v = lerp_rn(lerp_rn(c00, c10, u{q}), lerp_rn(c01, c11, u{q}), u{r});
+#if {quant}
+    v = fminf(fmaxf(truncf(v), 0.0f), 255.0f);  // quantize='uint8'
+#endif
     dst[((long long)j0 * m1 + j1) * m2 + j2] = __fdiv_rn(__fsub_rn(v, mean), stdv);
 }}
 """
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(dtype: np.dtype, order: tuple[int, int, int]):
+def _kernel(dtype: np.dtype, order: tuple[int, int, int], quant: bool = False):
     cp = import_cupy()
-    name = f"resample_normalize_{dtype.name}_{''.join(map(str, order))}"
+    name = f"resample_normalize_{dtype.name}_{''.join(map(str, order))}{'_u8' if quant else ''}"
     p, q, r = order
-    code = _SOURCE.format(ctype=CTYPES[dtype], name=name, p=p, q=q, r=r)
+    code = _SOURCE.format(ctype=CTYPES[dtype], name=name, p=p, q=q, r=r, quant=int(quant))
     return cp.RawKernel(code, name, options=NVRTC_OPTIONS)
 
 
-def _resample_normalize_cupy(volume, src_spacing, dst_spacing, mean, std):
+def _resample_normalize_cupy(volume, src_spacing, dst_spacing, mean, std, grid="corner", quantize="none"):
     cp = import_cupy()
     _check(volume, std)
+    _check_options(grid, quantize)
     if volume.dtype not in CTYPES:
         raise TypeError(f"resample kernel: unsupported dtype {volume.dtype} (have {sorted(map(str, CTYPES))})")
     vol = cp.ascontiguousarray(volume)
     src, dst = _per_axis(src_spacing), _per_axis(dst_spacing)
-    tables = [axis_table(n, s, t) for n, s, t in zip(vol.shape, src, dst)]
+    tables = [axis_table(n, s, t, grid) for n, s, t in zip(vol.shape, src, dst)]
     m = tuple(len(t[0]) for t in tables)
     if m[0] > 65535 or -(-m[1] // _BLOCK3[1]) > 65535:
         raise ValueError(f"resample kernel: output {m} exceeds the launch grid")
@@ -201,8 +246,8 @@ def _resample_normalize_cupy(volume, src_spacing, dst_spacing, mean, std):
     wts = np.concatenate([t[2] for t in tables]).astype(np.float32)
     out = cp.empty(m, dtype=cp.float32)
     n0, n1, n2 = vol.shape
-    grid = (-(-m[2] // _BLOCK3[0]), -(-m[1] // _BLOCK3[1]), m[0])
-    _kernel(vol.dtype, axis_order(src, dst))(grid, _BLOCK3, (
+    launch = (-(-m[2] // _BLOCK3[0]), -(-m[1] // _BLOCK3[1]), m[0])
+    _kernel(vol.dtype, axis_order(src, dst), quantize == "uint8")(launch, _BLOCK3, (
         vol, out, cp.asarray(idx), cp.asarray(wts),
         np.int32(m[0]), np.int32(m[1]), np.int32(m[2]),
         np.int64(n1 * n2), np.int64(n2), np.int64(1),

@@ -132,7 +132,7 @@ def test_parity_shapes_and_metadata(x3d_export):
     assert meta["arch"] == "x3d_m" and meta["kind"] == "3d" and meta["stride"] == "16"
     assert json.loads(meta["patch"]) == list(SMALL_3D)
     assert meta["spacing"] == "16.0" and meta["activation"] == "sigmoid"
-    assert json.loads(meta["normalize"]) == {"mean": 0.0, "std": 255.0}
+    assert json.loads(meta["normalize"]) == {"mean": 0.0, "std": 1.0}  # the shipped manifest: raw 0..255
     assert meta["checkpoint_sha256"] == "random-init" and meta["member"] == "x3d_m"
     assert meta["exporter_torch"] == torch.__version__ and meta["exporter_onnx"] == onnx.__version__
     assert float(meta["parity_max_abs_diff"]) == pytest.approx(report.max_abs_diff, rel=1e-3)
@@ -169,7 +169,7 @@ def test_predict_runs_on_the_exported_member(x3d_export, tmp_path):
 
     sub = pd.read_csv(out)
     assert sorted(sub.tomo_id) == sorted(set(labels.tomo_id))
-    cands = pd.read_csv(tmp_path / "cands" / "x3d_m.csv")
+    cands = pd.read_csv(tmp_path / "cands" / "x3d_m@zyx.csv")  # the shipped recipe: one list per TTA
     assert list(cands.columns) == ["tomo_id", "z", "y", "x", "conf", "voxel_spacing"]
     assert len(cands) > 0 and cands.conf.between(0, 1).all()
 

@@ -81,10 +81,11 @@ def test_a_small_tomogram_is_scaled_up(demo_manifest):
 def test_reference_windows_of_the_shipped_members():
     shipped = REPO / "weights_manifest.yaml"
     m = parse_manifest(yaml.safe_load(shipped.read_text()), shipped, check_files=False)
-    # 300x960x928 at 13.1 Å -> 246x786x760 at 16 Å: 2x3x2 windows of 224x448x448 at overlap 0.25, x 2 TTA
-    assert reference_windows(m.member("x3d_m"), 16.0) == 24
-    # 2d: 123 slices at 32 Å, one 896x896 window each (padded), x 2 TTA
-    assert reference_windows(m.member("maxvit_tiny"), 16.0) == 246
+    # 300x960x928 at 13.1 Å -> floor(n*13.1/16) = 245x786x759 (half-pixel): end-placed 224x448x448 windows at
+    # overlap 0 start at 0 and m-p on each axis: 2x2x2, x 2 TTA
+    assert reference_windows(m.member("x3d_m"), 16.0) == 2 * 2 * 2 * 2
+    # 2d: floor(300*13.1/32) = 122 slices, 3-slice windows every 3 (the last at 119): 41 windows of 896x896, x 2 TTA
+    assert reference_windows(m.member("maxvit_tiny"), 16.0) == 41 * 2
 
 
 def test_flops_table_and_onnx_count(tmp_path):

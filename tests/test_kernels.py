@@ -298,6 +298,25 @@ def test_gpu_resample_parity(shape, src, dtype):
 
 @pytest.mark.gpu
 @requires_gpu
+@pytest.mark.parametrize("shape", [(37, 61, 53), (1, 40, 33), (64, 200, 190)])
+@pytest.mark.parametrize("src", [13.1, (16.0, 13.1, 6.5), 19.7])
+@pytest.mark.parametrize("quantize", ["none", "uint8"])
+def test_gpu_resample_half_pixel_parity(shape, src, quantize):
+    """The recipe's grid and uint8 truncation: same tables, same float32 operations as the reference;
+    truncation can flip only where the interpolated value's last bit does."""
+    import cupy as cp
+    v = np.random.default_rng(11).integers(0, 256, shape).astype(np.uint8)
+    ref = resample_normalize_ref(v, src, 16.0, 0.0, 1.0, grid="half_pixel", quantize=quantize)
+    got = resample_normalize(cp.asarray(v), src, 16.0, 0.0, 1.0, grid="half_pixel", quantize=quantize).get()
+    assert got.shape == ref.shape == output_shape(shape, src, 16.0, "half_pixel")
+    if quantize == "uint8":
+        assert np.mean(got != ref) < 1e-4 and np.abs(got - ref).max() <= 1.0
+    else:
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-3)
+
+
+@pytest.mark.gpu
+@requires_gpu
 def test_gpu_resample_realistic_matches_inference():
     import cupy as cp
     v = np.random.default_rng(8).integers(0, 256, (60, 240, 232), dtype=np.uint8)

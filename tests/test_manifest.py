@@ -35,7 +35,7 @@ def test_issue_schema_parses(mdir):
     assert mem.patch == (64, 128, 128) and mem.overlap == (0.25,) * 3 and mem.model == (mdir / "m.onnx").resolve()
     assert mem.normalize.mode == "affine" and mem.normalize.std == 255.0
     assert m.threshold.quantile == 0.55 and m.default_spacing == 13.1
-    assert mem.stitch == "mean" and mem.decode.top_k == 50
+    assert mem.stitch.mode == "mean" and mem.decode.top_k == 50
 
 
 def test_later_keys_do_not_break(mdir):
@@ -89,3 +89,77 @@ def test_frozen(mdir):
     m = parse_manifest(BASE, write(mdir, BASE))
     with pytest.raises(Exception):
         m.target_spacing = 1.0
+
+
+RECIPE_3D = {"resample": {"grid": "half_pixel", "quantize": "uint8"}, "windows": {"placement": "end", "pad": "zero"},
+             "tta_scope": "window", "tta_merge": "separate", "tta": ["zyx", "zxy_x"],
+             "stitch": {"mode": "mean", "space": "logit", "grid_stride": 8},
+             "decode": {"nms_kernel": 3, "min_conf": 0.02, "top_k": 100, "nms_radius_A": 1000.0}}
+
+
+def test_recipe_keys_parse_and_default_to_the_old_behaviour(mdir):
+    from inference.manifest import Resample, Stitch, Windows
+
+    plain = load_manifest(write(mdir, BASE)).members[0]
+    assert plain.resample == Resample() == Resample("corner", "none")
+    assert plain.windows == Windows("stride", "mean") and plain.stitch == Stitch("mean", "prob", None)
+    assert (plain.tta_scope, plain.tta_merge, plain.slices, plain.decode.nms_radius_A) == ("volume", "mean", None, 0.0)
+    assert plain.input_names == ("x3d_m",)
+    data = copy.deepcopy(BASE)
+    data["members"][0].update(copy.deepcopy(RECIPE_3D))
+    data["members"].append({"name": "coat", "kind": "2d", "model": "m.onnx", "patch": [896, 896], "stride": 16,
+                            "normalize": {"mean": 0, "std": 1}, "slice_spacing": 32.0, "tta": ["yx"],
+                            "slices": {"window": 3, "step": 3, "cell": 4}, "stitch": {"grid_stride": 8}})
+    data["fusion"] = {"skip_conf": 0.2, "rescale": "weights"}
+    data["threshold"] = {"quantile": 0.55, "keep_equal": True}
+    m = load_manifest(write(mdir, data))
+    x3d, coat = m.members
+    assert x3d.resample == Resample("half_pixel", "uint8") and x3d.windows == Windows("end", "zero")
+    assert x3d.stitch == Stitch("mean", "logit", 8) and x3d.decode.nms_radius_A == 1000.0
+    assert x3d.input_names == ("x3d_m@zyx", "x3d_m@zxy_x") and coat.input_names == ("coat",)
+    assert [n for n, _ in m.inputs] == ["x3d_m@zyx", "x3d_m@zxy_x", "coat"]
+    assert coat.slices.cell == 4 and coat.channels == 3
+    assert m.fusion.rescale == "weights" and m.threshold.keep_equal is True
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m: m.update(stitch={"grid_stride": 5}), "does not divide the stride"),
+    (lambda m: m.update(stitch={"space": "logits"}), "stitch.space"),
+    (lambda m: m.update(resample={"grid": "center"}), "resample.grid"),
+    (lambda m: m.update(tta_scope="tile"), "tta_scope"),
+    (lambda m: m.update(tta_merge="separate", tta=["zyx", "zyx"]), "repeats a name"),
+    (lambda m: m.update(slices={"window": 3}), "only 2d members"),
+    (lambda m: m.update(decode={"nms_radius_A": -1}), "nms_radius_A"),
+])
+def test_recipe_key_errors(mdir, mutate, match):
+    data = copy.deepcopy(BASE)
+    mutate(data["members"][0])
+    with pytest.raises(InputError, match=match):
+        load_manifest(write(mdir, data))
+
+
+def test_end_placement_without_grid_stride_uses_the_stride(mdir):
+    from inference.geometry import member_geometry
+
+    data = copy.deepcopy(BASE)
+    data["members"][0].update(windows={"placement": "end"})
+    m = load_manifest(write(mdir, data))
+    assert m.members[0].stitch.grid_stride is None
+    assert member_geometry(m.members[0], 16.0).grid == (16, 16, 16)
+    assert member_geometry(load_manifest(write(mdir, BASE)).members[0], 16.0).grid is None
+
+
+def test_recipe_top_level_errors(mdir):
+    data = copy.deepcopy(BASE)
+    data["fusion"] = {"method": "wbf_iou", "rescale": "weights"}
+    with pytest.raises(InputError, match="wbf_iou"):
+        load_manifest(write(mdir, data))
+    data = copy.deepcopy(BASE)
+    data["threshold"] = {"quantile": 0.5, "keep_equal": "yes"}
+    with pytest.raises(InputError, match="keep_equal"):
+        load_manifest(write(mdir, data))
+    data = copy.deepcopy(BASE)
+    data["members"][0].update(kind="2d", patch=[128, 128], slice_spacing=32.0, channels=5, tta=["yx"],
+                              slices={"window": 3}, stitch={"grid_stride": 8})
+    with pytest.raises(InputError, match="slices.window"):
+        load_manifest(write(mdir, data))

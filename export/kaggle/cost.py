@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -19,21 +18,24 @@ def flops_bound_seconds(windows: float, flops_per_window: float, peak_flops: flo
 
 def reference_windows(member, target_spacing: float, shape: Sequence[int] = MEDIAN_SHAPE,
                       spacing: float = MEDIAN_SPACING_A) -> int:
-    """Windows (summed over the member's TTA transforms) on a tomogram of ``shape`` at ``spacing`` Å."""
+    """Windows (summed over the member's TTA transforms) on a tomogram of ``shape`` at ``spacing`` Å.
+
+    The member's own resample grid and window rule (:func:`inference.geometry.count_member_windows`); a
+    volume-scope transposition counts the windows of the transposed volume.
+    """
     from inference import tta as tta_mod
-    from inference.predictor import member_geometry
-    from inference.windows import count_windows
+    from inference.geometry import count_member_windows, member_geometry
+    from inference.resample import resampled_shape
 
     g = member_geometry(member, target_spacing)
-    res = tuple(int(math.floor((n - 1) * spacing / s)) + 1 for n, s in zip(shape, g.spacings))
-    grid = tuple(math.ceil(n / st) * st for n, st in zip(res, g.strides))
+    res = resampled_shape(shape, spacing, g.spacings, member.resample.grid)
     n_axes = len(member.spatial_axes)
     total = 0
     for name in member.tta:
         t = tta_mod.parse_tta(name, member.spatial_axes)
         perm3 = tuple(range(3 - n_axes)) + tuple(3 - n_axes + p for p in t.perm)
-        total += count_windows(tuple(grid[p] for p in perm3), g.patch, tuple(g.strides[p] for p in perm3),
-                               tuple(g.overlap[p] for p in perm3))
+        view = res if member.tta_scope == "window" else tuple(res[p] for p in perm3)
+        total += count_member_windows(member, target_spacing, view)
     return total
 
 
