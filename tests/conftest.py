@@ -46,6 +46,7 @@ def pytest_collection_modifyitems(config, items):
     marked = [item for item in items if item.get_closest_marker("export")]
     why = export_extra_missing() if marked else None
     if why:
-        skip = pytest.mark.skip(reason=f"needs the [export] extra ({why}); pip install -e '.[cpu,export,dev]'")
+        skip = pytest.mark.skip(reason=f"needs the [export] extra ({why}): its own venv, see the README's Export "
+                                       "section (pip install -e '.[cpu,export]' pytest scipy; pytest -m export)")
         for item in marked:
             item.add_marker(skip)
