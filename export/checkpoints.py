@@ -71,6 +71,21 @@ class LoadResult:
     tied: int                 # groups of names sharing one tensor, each loaded once
 
 
+def _harmless_globals() -> list:
+    """Plain data that training loops leave in checkpoints (Lightning callback and loop states: numpy
+    scalars and dtypes, paths), allowed by the weights-only unpickler. Nothing callable."""
+    import pathlib
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy 2 / 1
+    scalar = core.multiarray.scalar
+    dtypes = [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)]
+    # pickles written under numpy 1.x name the scalar reconstructor numpy.core.multiarray.scalar
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes, pathlib.PosixPath,
+            pathlib.WindowsPath]
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -165,7 +180,8 @@ def read_checkpoint(path: str | Path, weights: str = "auto", *, trust: bool = Fa
         raise InputError(path, "checkpoint not found", "pass --checkpoint with an existing .pt/.pth/.ckpt file")
     digest = sha256_file(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+        with torch.serialization.safe_globals(_harmless_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if not found:  # not a pickle of known objects at all: corrupt or not a torch file

@@ -212,6 +212,20 @@ def test_their_layout_ema_keyed_by_float_decay(weights, tmp_path):
         read_checkpoint(path, ema_decay=0.999)
 
 
+def test_plain_data_in_training_state_loads_without_trust(weights, tmp_path):
+    """numpy scalars and paths in callback states are data, not code: weights_only accepts them."""
+    import pathlib
+
+    import numpy as np
+
+    sd, ema = weights
+    state = yagm_checkpoint(sd, {0.99: ema})
+    state["callbacks"]["EarlyStopping"] = {"best_score": np.float64(0.91), "wait_count": np.int64(2),
+                                          "dirpath": pathlib.PosixPath("/runs/exp23")}
+    torch.save(state, tmp_path / "np.ckpt")
+    assert assert_loads(tmp_path / "np.ckpt", ema).ema
+
+
 def test_several_decays_need_a_choice(weights, tmp_path):
     sd, ema = weights
     torch.save(yagm_checkpoint(sd, {0.99: ema, 0.999: sd}), tmp_path / "two.ckpt")
