@@ -47,6 +47,6 @@ def pytest_collection_modifyitems(config, items):
     why = export_extra_missing() if marked else None
     if why:
         skip = pytest.mark.skip(reason=f"needs the [export] extra ({why}): its own venv, see the README's Export "
-                                       "section (pip install -e '.[cpu,export]' pytest scipy; pytest -m export)")
+                                       "section (pip install -e '.[cpu,export]' pytest scipy; pytest -m export tests/test_export_*.py)")
         for item in marked:
             item.add_marker(skip)
