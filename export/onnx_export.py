@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from export.checkpoints import load_into, read_checkpoint
+from export.deps import import_module
 from export.errors import ExportError
 from export.registry import MemberSpec, build_model, check_patch, resolve_arch
 from inference.errors import InputError
@@ -178,8 +179,8 @@ def export_onnx(
     parity_batch: int = PARITY_BATCH,
 ) -> ExportReport:
     """Export one member to ``out`` (see the module docstring); returns what was written and measured."""
-    import onnx
-    import onnxruntime as ort
+    onnx = import_module("onnx", "the ONNX export")
+    ort = import_module("onnxruntime", "the ONNX Runtime parity check")
 
     t0 = time.perf_counter()
     out = Path(out)

@@ -65,7 +65,8 @@ def prefixed(sd):
 def write_their_checkpoint(name: str, path: Path) -> dict:
     """Stand-in EMA and raw weights in their layout; returns both state dicts (without model.)."""
     patch = patch_of(name)
-    ema_model = build_model(REGISTRY[name], patch, seed=1, random_init=True)[0]
+    # 3d: a calibrated stand-in; 2d: plain init (LayerNorm nets stay finite; saves a train-mode pass at 896)
+    ema_model = build_model(REGISTRY[name], patch, seed=1, random_init=REGISTRY[name].kind == "3d")[0]
     ema = {k: v.clone() for k, v in ema_model.state_dict().items()}
     raw = {k: v.clone() for k, v in perturbed(ema_model, seed=2).state_dict().items()}
     extra = {}
