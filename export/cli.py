@@ -30,9 +30,9 @@ def _add_common(p) -> None:
     p.add_argument("--tol", type=float, default=1e-4,
                    help="largest allowed max |torch - ONNX Runtime| on the parity input, as a fraction of the output's "
                         "scale max |torch| (default 1e-4, fp32)")
-    p.add_argument("--parity-batch", type=int, default=2,
-                   help="batch of the parity input (default 2: also proves the batch axis is dynamic; 1 halves the "
-                        "memory at large patches)")
+    p.add_argument("--parity-batch", type=int, default=None,
+                   help="batch of the parity input (default 2, which also proves the batch axis is dynamic; 1 for "
+                        "inputs above 4M values, e.g. 224x448x448, which halves the memory)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the parity check "
                    "(default: all cores)")
 

@@ -65,7 +65,7 @@ def export_all(
     tol: float = DEFAULT_TOL,
     threads: int | None = None,
     ema_decay: float | None = None,
-    parity_batch: int = 2,
+    parity_batch: int | None = None,
 ) -> AllResult:
     """Export the manifest's members (see the module docstring)."""
     manifest_path = Path(manifest_path)

@@ -5,8 +5,9 @@ strictly (or keeps a seeded random init), checks the output grid is exactly ``pa
 exports with torch's TorchScript-based exporter (opset >= 17, dynamic batch axis ``N``, spatial
 axes fixed to the patch), runs ``onnx.checker`` with shape inference, stores the metadata below
 in the file, and compares ONNX Runtime (CPU) with torch on a seeded uniform raw 0..255 input of
-batch ``parity_batch`` (2 by default; the export traced batch 1, so this also proves the batch axis
-is dynamic). Parity is relative: ``max |torch - ORT| <= tol * max |torch|`` (``tol`` 1e-4, fp32);
+batch ``parity_batch`` (default: 2 -- the export traced batch 1, so this also proves the batch axis
+is dynamic -- unless one input holds more than :data:`PARITY_BATCH2_ELEMENTS` values, as the recipe's
+224 x 448 x 448 windows do: then 1, which halves the memory, ~8 GB for DenseNet121 on the CPU). Parity is relative: ``max |torch - ORT| <= tol * max |torch|`` (``tol`` 1e-4, fp32);
 above it the export fails and leaves nothing at the output path (the file is written next to it and
 renamed last).
 
@@ -32,7 +33,7 @@ Metadata (``metadata_props``; read back by ``inference.engines`` as ``Engine.met
 ``ignored_keys``        training-only checkpoint keys not loaded (count and the first few)
 ``exporter_torch``      torch version; ``exporter_onnx``: onnx version; ``opset``
 ``parity_max_abs_diff`` torch vs ONNX Runtime CPU on the check input; ``parity_scale``: max |torch output|;
-                        ``parity_onnxruntime``: its version
+                        ``parity_batch``; ``parity_onnxruntime``: its version
 ``producer``            ``motorfinder export``
 ======================  ============================================================================
 """
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -65,6 +67,7 @@ DEFAULT_TOL = 1e-4  # relative to the output's scale (max |torch output|)
 INPUT_NAME = "input"
 OUTPUT_NAME = "heatmap"
 PARITY_BATCH = 2
+PARITY_BATCH2_ELEMENTS = 1 << 22  # above this many values per input, the default parity batch is 1
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,7 @@ def export_onnx(
     extra_metadata: dict[str, str] | None = None,
     threads: int | None = None,
     ema_decay: float | None = None,
-    parity_batch: int = PARITY_BATCH,
+    parity_batch: int | None = None,
 ) -> ExportReport:
     """Export one member to ``out`` (see the module docstring); returns what was written and measured."""
     onnx = import_module("onnx", "the ONNX export")
@@ -194,7 +197,8 @@ def export_onnx(
         raise InputError(None, f"activation {activation!r} is not sigmoid or none", "pass --activation sigmoid")
     if out.suffix.lower() != ".onnx":
         raise InputError(out, "the output must be a .onnx file", "pass --out NAME.onnx")
-    if isinstance(parity_batch, bool) or not isinstance(parity_batch, int) or parity_batch < 1:
+    if parity_batch is not None and (isinstance(parity_batch, bool) or not isinstance(parity_batch, int)
+                                     or parity_batch < 1):
         raise InputError(None, f"parity batch must be a positive integer, got {parity_batch!r}",
                          "pass --parity-batch 1 or more")
     if not (isinstance(tol, (int, float)) and tol > 0):
@@ -225,6 +229,9 @@ def export_onnx(
     model.eval()
 
     grid = tuple(p // spec.stride for p in patch)
+    if parity_batch is None:
+        big = spec.in_channels * math.prod(patch) > PARITY_BATCH2_ELEMENTS
+        parity_batch = 1 if big else PARITY_BATCH
     in_shape = (parity_batch, spec.in_channels, *patch)
     out_shape = (parity_batch, 1, *grid)
     gen = torch.Generator().manual_seed(seed)
@@ -293,6 +300,7 @@ def export_onnx(
                               "raise --tol if justified")
         meta["parity_max_abs_diff"] = f"{diff:.3e}"
         meta["parity_scale"] = f"{scale:.6g}"
+        meta["parity_batch"] = str(parity_batch)
         meta["parity_onnxruntime"] = ort.__version__
         del proto.metadata_props[:]
         for k, v in meta.items():

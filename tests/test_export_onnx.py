@@ -199,6 +199,18 @@ def test_bring_your_own_arch(byo, tmp_path):
         assert meta["arch"] == f"{byo}:{fn}" and json.loads(meta["normalize"]) == {"mean": 0.0, "std": 255.0}
 
 
+def test_parity_batch_is_1_for_large_inputs(byo, tmp_path, monkeypatch):
+    import export.onnx_export as oe
+
+    r = export_onnx(f"{byo}:good", (32, 32, 32), tmp_path / "a.onnx", random_init=True)
+    assert read_metadata(r.path)["parity_batch"] == "2"
+    monkeypatch.setattr(oe, "PARITY_BATCH2_ELEMENTS", 32 ** 3 - 1)  # as the 224x448x448 windows are
+    r = export_onnx(f"{byo}:good", (32, 32, 32), tmp_path / "b.onnx", random_init=True)
+    assert read_metadata(r.path)["parity_batch"] == "1"
+    r = export_onnx(f"{byo}:good", (32, 32, 32), tmp_path / "c.onnx", random_init=True, parity_batch=3)
+    assert read_metadata(r.path)["parity_batch"] == "3"
+
+
 def test_output_grid_must_be_patch_over_stride(byo, tmp_path):
     out = tmp_path / "bad.onnx"
     with pytest.raises(ExportError, match=r"gives output \[2, 1, 4, 4, 4\], expected \[2, 1, 2, 2, 2\]"):
