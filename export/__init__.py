@@ -4,8 +4,9 @@ Depends on :mod:`inference` (engine interface, manifest); :mod:`inference` never
 Nothing here runs on import; torch, timm and TensorRT are imported by the modules that need them.
 
 * ``registry``: arch name -> builder, kind, input channels, stride; ``module:function`` archs.
-* ``layers``, ``encoders3d``, ``encoders2d``: the members (3D encoders in plain torch, 2D from timm),
-  one FPN-like neck and a 1-channel head at stride 16.
+* ``unet3d`` (+ ``x3d``, ``densenet3d``, ``resnext3d``) and ``unet2d`` (timm): the five members as
+  the 3rd-place solution trained them (module tree, names, axis order, normalisation inside);
+  ``blocks``: their shared neck, attention and decoder blocks; ``deps``: one-line load errors.
 * ``checkpoints``: plain / Lightning / EMA checkpoints, strict loading with a readable diff, sha256.
 * ``onnx_export``: one member -> ONNX (checker, metadata, ONNX Runtime parity); ``manifest_export``:
   every member of a manifest.

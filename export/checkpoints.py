@@ -8,18 +8,25 @@ Accepted layouts (``torch.load``, ``weights_only=True`` unless ``trust=True``):
 3. EMA weights, looked up in this order: a top-level :data:`EMA_KEYS` entry (timm's
    ``state_dict_ema``, ``model_ema``, ``ema_state_dict``, ``ema``), then keys inside the model
    weights under :data:`EMA_PREFIXES` (``ema_model.``, ``model_ema.``, ``ema.``: an EMA copy held as a
-   sub-module of a LightningModule). Those keys are never part of the non-EMA weights.
+   sub-module of a LightningModule). Those keys are never part of the non-EMA weights. An EMA entry
+   may hold one state dict per decay, keyed by the decay as a number -- the 3rd-place (yagm) layout
+   is ``ema_state_dict = {0.99: state_dict}``: ``ema_decay`` picks one, else the only one is taken.
 
 ``weights='auto'`` (default) takes the EMA weights when the checkpoint has them, else the model's;
 ``'ema'`` requires them; ``'model'`` ignores them.
 
 Then the wrappers are peeled: a Lightning checkpoint (it has ``state_dict`` and
-``pytorch-lightning_version``/``epoch``/``global_step``, or every non-EMA key under ``model.``) keeps only the
-keys under ``model.`` (the network is ``self.model`` of the LightningModule; other keys -- losses,
-metrics -- are logged and dropped); then ``module.`` (DataParallel/DDP, ``AveragedModel``, whose
-``n_averaged`` counter is dropped), ``_orig_mod.`` (torch.compile) and a leading ``model.`` are
-stripped while *every* key has them. Loading is strict: any missing, unexpected or shape-mismatched
-key is an :class:`~inference.errors.InputError` listing a few of each.
+``pytorch-lightning_version``/``epoch``/``global_step``) keeps only the keys under ``model.`` of the
+chosen weights, EMA or not (the network is ``self.model`` of the LightningModule; other keys --
+losses, metrics -- are logged and dropped); then ``module.`` (DataParallel/DDP, ``AveragedModel``,
+whose ``n_averaged`` counter is dropped), ``_orig_mod.`` (torch.compile) and a leading ``model.`` are
+stripped while *every* key has them.
+
+:func:`load_into` drops the member's training-only keys (``reg_head.*`` of the 2d members; listed in
+the log and the result), loads tensors the model shares under several names (CoaT's ``cpeN`` /
+``serial_blocksN.M.cpe``) once -- they must agree where the checkpoint has more than one of them --
+and is strict otherwise: any missing, unexpected or shape-mismatched key is an
+:class:`~inference.errors.InputError` listing a few of each.
 """
 
 from __future__ import annotations
@@ -53,8 +60,30 @@ class Checkpoint:
     path: Path
     sha256: str
     state_dict: dict[str, torch.Tensor]
-    source: str  # where the weights came from, e.g. "state_dict_ema" or "lightning state_dict (model.)"
+    source: str  # where the weights came from, e.g. "ema_state_dict[0.99] (Lightning, model.*)"
     ema: bool
+    weights: str  # what was chosen, for the metadata: "ema (decay 0.99)", "ema" or "model"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    ignored: tuple[str, ...]  # training-only keys dropped
+    tied: int                 # groups of names sharing one tensor, each loaded once
+
+
+def _harmless_globals() -> list:
+    """Plain data that training loops leave in checkpoints (Lightning callback and loop states: numpy
+    scalars and dtypes, paths), allowed by the weights-only unpickler. Nothing callable."""
+    import pathlib
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # numpy 2 / 1
+    scalar = core.multiarray.scalar
+    dtypes = [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)]
+    # pickles written under numpy 1.x name the scalar reconstructor numpy.core.multiarray.scalar
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes, pathlib.PosixPath,
+            pathlib.WindowsPath]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -86,6 +115,42 @@ def _unwrap(obj, path: Path, what: str) -> dict[str, torch.Tensor]:
                      "save the weights with torch.save(model.state_dict(), path)")
 
 
+def _as_decay(key) -> float | None:
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, (int, float)):
+        return float(key)
+    try:
+        return float(key)
+    except (TypeError, ValueError):
+        return None
+
+
+def _ema_entry(obj, path: Path, what: str, decay: float | None) -> tuple[dict[str, torch.Tensor], str, float | None]:
+    """An EMA entry: a state dict, or ``{decay: state_dict}`` (one per decay). Returns the state dict,
+    where it came from and the decay (None when the entry is not keyed by decay)."""
+    by_decay = (isinstance(obj, Mapping) and len(obj) > 0 and not _is_tensor_map(obj)
+                and all(_as_decay(k) is not None and isinstance(v, Mapping) for k, v in obj.items()))
+    if not by_decay:
+        if decay is not None:
+            raise InputError(path, f"--ema-decay {decay:g} but '{what}' is one state dict, not one per decay",
+                             "drop --ema-decay")
+        return _unwrap(obj, path, what), what, None
+    decays = {k: _as_decay(k) for k in obj}
+    if decay is None:
+        if len(obj) > 1:
+            raise InputError(path, f"'{what}' holds EMA weights for several decays ({', '.join(f'{d:g}' for d in decays.values())})",
+                             "pick one with --ema-decay")
+        key = next(iter(obj))
+    else:
+        hits = [k for k, d in decays.items() if abs(d - decay) <= 1e-9 * max(1.0, abs(decay))]
+        if not hits:
+            raise InputError(path, f"'{what}' has no EMA weights for decay {decay:g} (it has "
+                             f"{', '.join(f'{d:g}' for d in decays.values())})", "pass one of those to --ema-decay")
+        key = hits[0]
+    return _unwrap(obj[key], path, f"{what}[{key!r}]"), f"{what}[{key!r}]", decays[key]
+
+
 def _strip(sd: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
@@ -105,7 +170,8 @@ def _peel(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[st
     return sd, stripped
 
 
-def read_checkpoint(path: str | Path, weights: str = "auto", *, trust: bool = False) -> Checkpoint:
+def read_checkpoint(path: str | Path, weights: str = "auto", *, trust: bool = False,
+                    ema_decay: float | None = None) -> Checkpoint:
     """Load ``path`` and pick its weights (see the module docstring); not yet matched to a model."""
     path = Path(path)
     if weights not in ("auto", "ema", "model"):
@@ -114,7 +180,8 @@ def read_checkpoint(path: str | Path, weights: str = "auto", *, trust: bool = Fa
         raise InputError(path, "checkpoint not found", "pass --checkpoint with an existing .pt/.pth/.ckpt file")
     digest = sha256_file(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+        with torch.serialization.safe_globals(_harmless_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if not found:  # not a pickle of known objects at all: corrupt or not a torch file
@@ -142,11 +209,11 @@ def read_checkpoint(path: str | Path, weights: str = "auto", *, trust: bool = Fa
         raise InputError(path, f"holds a {type(obj).__name__}, not a state dict or a checkpoint dict",
                          "save the weights with torch.save(model.state_dict(), path)")
 
-    ema_src, ema = None, None
-    if isinstance(obj, Mapping):
+    ema_src, ema, decay = None, None, None
+    if isinstance(obj, Mapping) and weights != "model":  # --weights model: EMA entries are not even parsed
         for k in EMA_KEYS:
             if k in obj and obj[k] is not None:
-                ema_src, ema = k, _unwrap(obj[k], path, k)
+                ema, ema_src, decay = _ema_entry(obj[k], path, k, ema_decay)
                 break
     if main is not None:
         for p in EMA_PREFIXES:
@@ -162,6 +229,9 @@ def read_checkpoint(path: str | Path, weights: str = "auto", *, trust: bool = Fa
         raise InputError(path, f"no weights found (top-level keys: {keys})",
                          f"store them under one of {', '.join(MODEL_KEYS + EMA_KEYS)} or save a plain state_dict")
 
+    if ema_decay is not None and decay is None and weights != "model":
+        raise InputError(path, f"--ema-decay {ema_decay:g} but the checkpoint has no EMA weights keyed by decay",
+                         "drop --ema-decay")
     if weights == "ema" and ema is None:
         raise InputError(path, "--weights ema but the checkpoint has no EMA weights",
                          f"EMA is looked for under {', '.join(EMA_KEYS)} or key prefixes {', '.join(EMA_PREFIXES)}; "
@@ -171,7 +241,7 @@ def read_checkpoint(path: str | Path, weights: str = "auto", *, trust: bool = Fa
         raise InputError(path, "--weights model but the checkpoint only has EMA weights", "use --weights ema or auto")
     sd, source = (ema, ema_src) if use_ema else (main, main_src)
 
-    if not use_ema and lightning:
+    if lightning:
         inside = _strip(sd, "model.")
         if inside:
             dropped = sorted(k for k in sd if not k.startswith("model."))
@@ -184,7 +254,8 @@ def read_checkpoint(path: str | Path, weights: str = "auto", *, trust: bool = Fa
         source += f" (stripped {' '.join(stripped)})"
     logger.info("%s: %s weights from %s, %d tensors, sha256 %s", path.name, "EMA" if use_ema else "model",
                 source, len(sd), digest[:12])
-    return Checkpoint(path=path, sha256=digest, state_dict=sd, source=source, ema=use_ema)
+    chosen = ("ema" + (f" (decay {decay:g})" if decay is not None else "")) if use_ema else "model"
+    return Checkpoint(path=path, sha256=digest, state_dict=sd, source=source, ema=use_ema, weights=chosen)
 
 
 def _few(items: list[str]) -> str:
@@ -202,9 +273,40 @@ def diff_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> tuple[l
     return missing, unexpected, shapes
 
 
-def load_into(model: nn.Module, ckpt: Checkpoint, arch: str) -> None:
-    """Strictly load ``ckpt`` into ``model``; any difference is one readable InputError."""
-    missing, unexpected, shapes = diff_state_dict(model, ckpt.state_dict)
+def _load_tied_once(model: nn.Module, sd: dict[str, torch.Tensor], path: Path) -> tuple[dict, int]:
+    """Names of one shared tensor (``model.state_dict()`` lists a shared module under each of its
+    names): check the checkpoint's copies agree, fill the names it lacks. Returns (sd, groups)."""
+    groups: dict[int, list[str]] = {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(v), []).append(k)
+    sd = dict(sd)
+    n = 0
+    for names in (g for g in groups.values() if len(g) > 1):
+        present = [k for k in names if k in sd]
+        if not present:
+            continue
+        n += 1
+        first = sd[present[0]]
+        for k in present[1:]:
+            if sd[k].shape != first.shape or not torch.equal(sd[k], first):
+                raise InputError(path, f"{present[0]} and {k} name one shared tensor of the model but differ in the "
+                                 "checkpoint", "re-save the checkpoint from the model (model.state_dict())")
+        for k in names:
+            sd.setdefault(k, first)
+    return sd, n
+
+
+def load_into(model: nn.Module, ckpt: Checkpoint, arch: str, ignored_prefixes: tuple[str, ...] = (),
+              trained_patch: tuple[int, ...] | None = None) -> LoadResult:
+    """Strictly load ``ckpt`` into ``model`` (see the module docstring); any difference is one readable
+    InputError. ``trained_patch`` goes into the hint (2d members are built for their patch)."""
+    own = model.state_dict()
+    ignored = tuple(sorted(k for k in ckpt.state_dict if k.startswith(tuple(ignored_prefixes)) and k not in own))
+    sd = {k: v for k, v in ckpt.state_dict.items() if k not in set(ignored)}
+    if ignored:
+        logger.info("%s: %d training-only keys ignored: %s", ckpt.path.name, len(ignored), _few(list(ignored)))
+    sd, tied = _load_tied_once(model, sd, ckpt.path)
+    missing, unexpected, shapes = diff_state_dict(model, sd)
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -213,10 +315,14 @@ def load_into(model: nn.Module, ckpt: Checkpoint, arch: str) -> None:
             parts.append(f"{len(unexpected)} unexpected ({_few(unexpected)})")
         if shapes:
             parts.append(f"{len(shapes)} shape mismatches ({_few(shapes)})")
+        patch = f" (its checkpoints: --patch {' '.join(map(str, trained_patch))})" if trained_patch else ""
         raise InputError(ckpt.path, f"weights ({ckpt.source}) do not match arch {arch}: " + "; ".join(parts),
-                         "pass the --arch (and, for 2d, the --patch) the checkpoint was trained with, or choose "
+                         f"pass the --arch and --patch the checkpoint was trained with{patch}, or choose "
                          "--weights ema/model")
-    model.load_state_dict(ckpt.state_dict, strict=True)
+    model.load_state_dict(sd, strict=True)
+    if tied:
+        logger.info("%s: %d tensors shared under several names, each loaded once", ckpt.path.name, tied)
+    return LoadResult(ignored=ignored, tied=tied)
 
 
 def find_checkpoint(directory: str | Path, name: str) -> Path:

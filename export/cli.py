@@ -19,13 +19,20 @@ logger = logging.getLogger("export")
 def _add_common(p) -> None:
     p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto",
                    help="which weights of a checkpoint: auto (EMA when present, else the model's; default), ema, model")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="EMA weights stored per decay (the 3rd-place layout: ema_state_dict = {0.99: ...}): which "
+                        "decay (default: the only one)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="unpickle arbitrary objects in checkpoints (torch.load weights_only=False); only for "
                         "files you trust")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random init and of the parity input (default 0)")
     p.add_argument("--tol", type=float, default=1e-4,
-                   help="largest allowed max |torch - ONNX Runtime| on the parity input (default 1e-4, fp32)")
+                   help="largest allowed max |torch - ONNX Runtime| on the parity input, as a fraction of the output's "
+                        "scale max |torch| (default 1e-4, fp32)")
+    p.add_argument("--parity-batch", type=int, default=None,
+                   help="batch of the parity input (default 2, which also proves the batch axis is dynamic; 1 for "
+                        "inputs above 4M values, e.g. 224x448x448, which halves the memory)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the parity check "
                    "(default: all cores)")
 
@@ -45,12 +52,14 @@ def _add_onnx(sub) -> None:
     src.add_argument("--random-init", action="store_true", help="no checkpoint: a seeded random init (a runnable "
                      "stand-in)")
     p.add_argument("--patch", required=True, type=int, nargs="+", metavar="N",
-                   help="input window: D H W for a 3d member, H W for 2d; each side a multiple of 32 here")
+                   help="input window: D H W for a 3d member, H W for 2d; each side a multiple of 32 (the recipe: "
+                        "224 448 448 and 896 896; 2d checkpoints fit only the patch they were trained at)")
     p.add_argument("--out", required=True, type=Path, help="ONNX file to write (M.onnx)")
     p.add_argument("--spacing", type=float, default=16.0, help="Å per voxel the member expects, stored in the "
                    "metadata (default 16.0)")
-    p.add_argument("--normalize", default="0,255", help="normalization stored in the metadata: MEAN,STD or zscore "
-                   "(default 0,255)")
+    p.add_argument("--normalize", default=None, help="normalization inference applies before the net, stored in the "
+                   "metadata: MEAN,STD or zscore (default 0,1 for registry archs, which take raw 0..255 and normalise "
+                   "inside; 0,255 for module:function archs)")
     p.add_argument("--activation", choices=("sigmoid", "none"), default="sigmoid",
                    help="activation inference applies to the raw output, stored in the metadata (default sigmoid)")
     p.add_argument("--in-channels", type=int, default=None, help="module:function archs only: input channels "
@@ -61,14 +70,24 @@ def _add_onnx(sub) -> None:
     p.set_defaults(func=_run_onnx)
 
 
+def _lib(name: str):
+    """An export module that imports torch/onnx: any failure to load them is one ExportError line."""
+    from export.deps import import_module
+
+    return import_module(name, f"python -m export ({name} needs torch, onnx and onnxruntime)")
+
+
 def _run_onnx(args) -> int:
-    from export.onnx_export import export_onnx, parse_normalize
+    lib = _lib("export.onnx_export")
+    export_onnx, parse_normalize = lib.export_onnx, lib.parse_normalize
 
     report = export_onnx(
         args.arch, tuple(args.patch), args.out, checkpoint=args.checkpoint, random_init=args.random_init,
         weights=args.weights, trust_checkpoint=args.trust_checkpoint, opset=args.opset, seed=args.seed,
-        tol=args.tol, spacing=args.spacing, normalize=parse_normalize(args.normalize), activation=args.activation,
-        in_channels=args.in_channels, stride=args.stride, threads=args.threads)
+        tol=args.tol, spacing=args.spacing, activation=args.activation,
+        normalize=parse_normalize(args.normalize) if args.normalize is not None else None,
+        in_channels=args.in_channels, stride=args.stride, threads=args.threads, ema_decay=args.ema_decay,
+        parity_batch=args.parity_batch)
     print(f"wrote {report.describe()}")
     return 0
 
@@ -96,15 +115,15 @@ def _add_all(sub) -> None:
 
 
 def _run_all(args) -> int:
-    from export.manifest_export import export_all
+    export_all = _lib("export.manifest_export").export_all
 
     res = export_all(args.manifest, args.out, checkpoints=args.checkpoints, random_init=args.random_init,
                      patch_scale=args.patch_scale, only=args.only, weights=args.weights,
                      trust_checkpoint=args.trust_checkpoint, opset=args.opset, seed=args.seed, tol=args.tol,
-                     threads=args.threads)
-    worst = max(r.max_abs_diff for r in res.reports)
+                     threads=args.threads, ema_decay=args.ema_decay, parity_batch=args.parity_batch)
+    worst = max(r.rel_diff for r in res.reports)
     print(f"exported {len(res.reports)} member(s) ({', '.join(r.arch for r in res.reports)}), worst parity "
-          f"{worst:.2e}; manifest {res.manifest} validates")
+          f"{worst:.1e} of the output's scale; manifest {res.manifest} validates")
     return 0
 
 
@@ -144,7 +163,7 @@ def _add_archs(sub) -> None:
 
 
 def _run_archs(args) -> int:
-    from export.registry import REGISTRY
+    REGISTRY = _lib("export.registry").REGISTRY  # noqa: N806
 
     for s in REGISTRY.values():
         print(f"{s.name:18s} {s.kind}  in {s.in_channels}  stride {s.stride}  patch multiple {s.patch_multiple}  "

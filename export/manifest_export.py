@@ -3,7 +3,8 @@
 The manifest is validated exactly as inference does (:func:`inference.manifest.parse_manifest`)
 except that the model files need not exist yet. Each member's arch is its name (or the longest
 registry arch ``A`` it starts with as ``A_``/``A-``/``A.``), and must agree with the manifest on
-kind, stride and (2d) channels. The member's patch, target spacing, normalization and activation
+kind, stride and (2d) channels, and its ``normalize`` must be ``{mean: 0, std: 1}`` (the registry
+members take raw 0..255 and normalise inside the net). The member's patch, target spacing, normalization and activation
 go into the ONNX metadata. Checkpoints are ``<checkpoints>/<name>.pt|.pth|.ckpt``.
 
 ``patch_scale`` (tests, quick checks) exports every patch side scaled and rounded to the arch's
@@ -63,6 +64,8 @@ def export_all(
     seed: int = 0,
     tol: float = DEFAULT_TOL,
     threads: int | None = None,
+    ema_decay: float | None = None,
+    parity_batch: int | None = None,
 ) -> AllResult:
     """Export the manifest's members (see the module docstring)."""
     manifest_path = Path(manifest_path)
@@ -96,6 +99,11 @@ def export_all(
         if m.kind == "2d" and m.channels != spec.in_channels:
             raise InputError(manifest_path, f"{key}: channels {m.channels} but arch {arch} takes {spec.in_channels}",
                              f"set channels: {spec.in_channels}")
+        n = m.normalize
+        if (n.mode, n.mean, n.std) != ("affine", 0.0, 1.0):
+            shown = "zscore" if n.mode == "zscore" else f"{{mean: {n.mean}, std: {n.std}}}"
+            raise InputError(manifest_path, f"{key}.normalize: {shown}, but arch {arch} takes raw 0..255 intensities "
+                             "and normalises inside the net", "set normalize: {mean: 0.0, std: 1.0}")
         model_rel = raw["members"][i]["model"]
         if Path(model_rel).is_absolute():
             raise InputError(manifest_path, f"{key}.model: {model_rel} is absolute",
@@ -117,7 +125,8 @@ def export_all(
         reports.append(export_onnx(
             arch, patch, target, checkpoint=ckpt, random_init=random_init, weights=weights,
             trust_checkpoint=trust_checkpoint, opset=opset, seed=seed, tol=tol, spacing=manifest.target_spacing,
-            normalize=m.normalize, activation=m.activation, extra_metadata=extra, threads=threads))
+            normalize=m.normalize, activation=m.activation, extra_metadata=extra, threads=threads,
+            ema_decay=ema_decay, parity_batch=parity_batch))
 
     scaled = any(tuple(p) != m.patch for _, m, _, p, _, _ in plan)
     same_dir = out.resolve() == manifest_path.parent.resolve()

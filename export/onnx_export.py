@@ -4,9 +4,16 @@
 strictly (or keeps a seeded random init), checks the output grid is exactly ``patch / stride``,
 exports with torch's TorchScript-based exporter (opset >= 17, dynamic batch axis ``N``, spatial
 axes fixed to the patch), runs ``onnx.checker`` with shape inference, stores the metadata below
-in the file, and compares ONNX Runtime (CPU) with torch on seeded N(0,1) input of batch 2 (the
-export traced batch 1, so this also proves the batch axis is dynamic). Above ``tol`` (1e-4, fp32)
-it fails and leaves nothing at the output path (the file is written next to it and renamed last).
+in the file, and compares ONNX Runtime (CPU) with torch on a seeded uniform raw 0..255 input of
+batch ``parity_batch`` (default: 2 -- the export traced batch 1, so this also proves the batch axis
+is dynamic -- unless one input holds more than :data:`PARITY_BATCH2_ELEMENTS` values, as the recipe's
+224 x 448 x 448 windows do: then 1, which halves the memory, ~8 GB for DenseNet121 on the CPU). Parity is relative: ``max |torch - ORT| <= tol * max |torch|`` (``tol`` 1e-4, fp32);
+above it the export fails and leaves nothing at the output path (the file is written next to it and
+renamed last).
+
+Input: what inference feeds the member. The registry members take raw 0..255 intensities and
+normalise inside the graph (as trained), so their metadata says ``normalize {"mean": 0, "std": 1}``;
+a ``module:function`` arch defaults to ``{"mean": 0, "std": 255}`` (inputs in 0..1).
 
 Metadata (``metadata_props``; read back by ``inference.engines`` as ``Engine.metadata``), all strings:
 
@@ -18,10 +25,15 @@ Metadata (``metadata_props``; read back by ``inference.engines`` as ``Engine.met
 ``slice_spacing``       2d members from a manifest: Å between input slices
 ``normalize``           ``zscore`` or JSON ``{"mean": 0.0, "std": 255.0}``
 ``activation``          ``sigmoid`` or ``none`` (the model itself outputs raw logits)
+``input``               what the graph expects, e.g. ``raw 0..255 float32, normalised inside the net (N, 1, D, H, W) ...``
+``member``              manifest member name (``all``) or the arch (``onnx``)
 ``checkpoint_sha256``   sha256 of the checkpoint file, or ``random-init``
 ``checkpoint``          file name and where the weights came from (``random-init (seed S)``)
+``weights``             ``ema (decay 0.99)``, ``ema``, ``model`` or ``random-init``
+``ignored_keys``        training-only checkpoint keys not loaded (count and the first few)
 ``exporter_torch``      torch version; ``exporter_onnx``: onnx version; ``opset``
-``parity_max_abs_diff`` torch vs ONNX Runtime CPU on the check input; ``parity_onnxruntime``: its version
+``parity_max_abs_diff`` torch vs ONNX Runtime CPU on the check input; ``parity_scale``: max |torch output|;
+                        ``parity_batch``; ``parity_onnxruntime``: its version
 ``producer``            ``motorfinder export``
 ======================  ============================================================================
 """
@@ -30,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -40,6 +53,7 @@ import numpy as np
 import torch
 
 from export.checkpoints import load_into, read_checkpoint
+from export.deps import import_module
 from export.errors import ExportError
 from export.registry import MemberSpec, build_model, check_patch, resolve_arch
 from inference.errors import InputError
@@ -49,10 +63,11 @@ logger = logging.getLogger(__name__)
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 17
-DEFAULT_TOL = 1e-4
+DEFAULT_TOL = 1e-4  # relative to the output's scale (max |torch output|)
 INPUT_NAME = "input"
 OUTPUT_NAME = "heatmap"
 PARITY_BATCH = 2
+PARITY_BATCH2_ELEMENTS = 1 << 22  # above this many values per input, the default parity batch is 1
 
 
 @dataclass(frozen=True)
@@ -68,11 +83,18 @@ class ExportReport:
     max_abs_diff: float
     output_std: float
     seconds: float
+    output_scale: float = 0.0  # max |torch output| on the parity input
+    weights: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rel_diff(self) -> float:
+        return self.max_abs_diff / self.output_scale if self.output_scale > 0 else float("inf")
 
     def describe(self) -> str:
         return (f"{self.path.name}: {self.arch} {self.kind} {list(self.input_shape)} -> {list(self.output_shape)}, "
-                f"{self.params / 1e6:.2f}M params, parity max|diff| {self.max_abs_diff:.2e}, {self.seconds:.1f}s")
+                f"{self.params / 1e6:.2f}M params, weights {self.weights}, parity max|diff| {self.max_abs_diff:.2e} "
+                f"({self.rel_diff:.1e} of the output's scale {self.output_scale:.3g}), {self.seconds:.1f}s")
 
 
 def normalize_string(n: Normalize) -> str:
@@ -96,14 +118,20 @@ def parse_normalize(text: str) -> Normalize:
     return Normalize(mode="affine", mean=mean, std=std)
 
 
-def _torch_export(model, example: torch.Tensor, path: Path, opset: int) -> None:
+def _torch_export(model, example: torch.Tensor, path: Path, opset: int, name: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        torch.onnx.export(
-            model, (example,), str(path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
-            do_constant_folding=True, external_data=False,
-        )
+        try:
+            torch.onnx.export(
+                model, (example,), str(path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
+                do_constant_folding=True, external_data=False,
+            )
+        except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:  # SymbolicValueError, unsupported op
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"{name}: torch.onnx.export failed ({type(exc).__name__}: {first}). Fix: make the "
+                              f"module traceable (static shapes, no data-dependent control flow) or try --opset "
+                              f"{max(opset, 18)}") from None
     seen = sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:160]}" for w in caught})
     for msg in seen:
         logger.debug("torch.onnx.export: %s", msg)
@@ -144,16 +172,18 @@ def export_onnx(
     seed: int = 0,
     tol: float = DEFAULT_TOL,
     spacing: float = 16.0,
-    normalize: Normalize = Normalize(),
+    normalize: Normalize | None = None,
     activation: str = "sigmoid",
     in_channels: int | None = None,
     stride: int | None = None,
     extra_metadata: dict[str, str] | None = None,
     threads: int | None = None,
+    ema_decay: float | None = None,
+    parity_batch: int | None = None,
 ) -> ExportReport:
     """Export one member to ``out`` (see the module docstring); returns what was written and measured."""
-    import onnx
-    import onnxruntime as ort
+    onnx = import_module("onnx", "the ONNX export")
+    ort = import_module("onnxruntime", "the ONNX Runtime parity check")
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -167,6 +197,12 @@ def export_onnx(
         raise InputError(None, f"activation {activation!r} is not sigmoid or none", "pass --activation sigmoid")
     if out.suffix.lower() != ".onnx":
         raise InputError(out, "the output must be a .onnx file", "pass --out NAME.onnx")
+    if parity_batch is not None and (isinstance(parity_batch, bool) or not isinstance(parity_batch, int)
+                                     or parity_batch < 1):
+        raise InputError(None, f"parity batch must be a positive integer, got {parity_batch!r}",
+                         "pass --parity-batch 1 or more")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise InputError(None, f"--tol must be > 0, got {tol!r}", "pass e.g. --tol 1e-4")
     if len(patch) not in (2, 3):
         raise InputError(None, f"patch {list(patch)} must have 3 sides (3d) or 2 (2d)", "pass --patch D H W or H W")
     kind = "3d" if len(patch) == 3 else "2d"
@@ -180,19 +216,26 @@ def export_onnx(
     if spec.custom:
         check_patch(spec, patch)
 
+    if normalize is None:
+        normalize = Normalize(mode="affine", mean=0.0, std=255.0 if spec.custom else 1.0)
+    ignored: tuple[str, ...] = ()
     if checkpoint is not None:
-        ckpt = read_checkpoint(checkpoint, weights, trust=trust_checkpoint)
-        load_into(model, ckpt, spec.name)
-        ckpt_sha, ckpt_desc = ckpt.sha256, f"{ckpt.path.name}: {ckpt.source}"
+        ckpt = read_checkpoint(checkpoint, weights, trust=trust_checkpoint, ema_decay=ema_decay)
+        loaded = load_into(model, ckpt, spec.name, spec.ignored_prefixes, spec.trained_patch)
+        ignored = loaded.ignored
+        ckpt_sha, ckpt_desc, chosen = ckpt.sha256, f"{ckpt.path.name}: {ckpt.source}", ckpt.weights
     else:
-        ckpt_sha, ckpt_desc = "random-init", f"random-init (seed {seed})"
+        ckpt_sha, ckpt_desc, chosen = "random-init", f"random-init (seed {seed})", "random-init"
     model.eval()
 
     grid = tuple(p // spec.stride for p in patch)
-    in_shape = (PARITY_BATCH, spec.in_channels, *patch)
-    out_shape = (PARITY_BATCH, 1, *grid)
+    if parity_batch is None:
+        big = spec.in_channels * math.prod(patch) > PARITY_BATCH2_ELEMENTS
+        parity_batch = 1 if big else PARITY_BATCH
+    in_shape = (parity_batch, spec.in_channels, *patch)
+    out_shape = (parity_batch, 1, *grid)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(in_shape, generator=gen)
+    x = torch.rand(in_shape, generator=gen) * 255.0  # raw intensities, what the registry members are fed
     with torch.no_grad():
         y = model(x)
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != out_shape:
@@ -205,7 +248,9 @@ def export_onnx(
     meta = {
         "producer": "motorfinder export",
         "arch": spec.name,
+        "member": spec.name,
         "kind": spec.kind,
+        "input": spec.input or "as the module expects (custom arch)",
         "patch": json.dumps(list(patch)),
         "stride": str(spec.stride),
         "in_channels": str(spec.in_channels),
@@ -214,6 +259,9 @@ def export_onnx(
         "activation": activation,
         "checkpoint_sha256": ckpt_sha,
         "checkpoint": ckpt_desc,
+        "weights": chosen,
+        "ignored_keys": f"{len(ignored)}" + (f": {', '.join(ignored[:5])}{', ...' if len(ignored) > 5 else ''}"
+                                             if ignored else ""),
         "seed": str(seed),
         "opset": str(opset),
         "exporter_torch": torch.__version__,
@@ -225,11 +273,11 @@ def export_onnx(
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with torch.no_grad():
-            _torch_export(model, x[:1], tmp, opset)
+            _torch_export(model, x[:1], tmp, opset, spec.name)
         proto = onnx.load(str(tmp))
         try:
             onnx.checker.check_model(proto, full_check=True)
-        except onnx.checker.ValidationError as exc:
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
             raise ExportError(f"{spec.name}: onnx.checker rejects the export: {str(exc).splitlines()[0]}") from None
         inferred = onnx.shape_inference.infer_shapes(proto)
         _check_graph_io(inferred, in_shape, out_shape, spec.name)
@@ -244,11 +292,15 @@ def export_onnx(
         if y_ort.shape != y_ref.shape:
             raise ExportError(f"{spec.name}: ONNX Runtime output {list(y_ort.shape)} != torch {list(y_ref.shape)}")
         diff = float(np.max(np.abs(y_ort.astype(np.float64) - y_ref.astype(np.float64))))
-        if not np.isfinite(diff) or diff > tol:
-            raise ExportError(f"{spec.name}: ONNX Runtime differs from torch by max |diff| {diff:.3g} > {tol:g} "
-                              f"(fp32, input {list(in_shape)}); nothing written to {out}. Fix: look for ops the "
-                              "exporter approximates (e.g. interpolation modes) or raise --tol if justified")
+        scale = float(np.max(np.abs(y_ref)))
+        if not np.isfinite(diff) or not diff <= tol * scale:
+            raise ExportError(f"{spec.name}: ONNX Runtime differs from torch by max |diff| {diff:.3g} > {tol:g} x "
+                              f"the output's scale {scale:.3g} (fp32, input {list(in_shape)}); nothing written to "
+                              f"{out}. Fix: look for ops the exporter approximates (e.g. interpolation modes) or "
+                              "raise --tol if justified")
         meta["parity_max_abs_diff"] = f"{diff:.3e}"
+        meta["parity_scale"] = f"{scale:.6g}"
+        meta["parity_batch"] = str(parity_batch)
         meta["parity_onnxruntime"] = ort.__version__
         del proto.metadata_props[:]
         for k, v in meta.items():
@@ -262,7 +314,7 @@ def export_onnx(
     report = ExportReport(path=out, arch=spec.name, kind=spec.kind, patch=patch,
                           input_shape=("N", spec.in_channels, *patch), output_shape=("N", 1, *grid), params=params,
                           checkpoint_sha256=ckpt_sha, max_abs_diff=diff, output_std=float(y_ref.std()),
-                          seconds=time.perf_counter() - t0, metadata=meta)
+                          seconds=time.perf_counter() - t0, output_scale=scale, weights=chosen, metadata=meta)
     logger.info("wrote %s", report.describe())
     return report
 

@@ -1,9 +1,12 @@
-"""The members: arch name -> how to build it, its kind, input channels and output stride.
+"""The members: arch name -> how to build it, its kind, input channels, output stride, what
+inference feeds it, and which checkpoint keys are training-only.
 
 Names are those of ``weights_manifest.yaml``: ``x3d_m``, ``densenet121``, ``resnext50`` (3d, input
-``(N, 1, D, H, W)``) and ``maxvit_tiny``, ``coat_lite_medium`` (2d, input ``(N, 3, H, W)``); all give
-``(N, 1, *patch/16)`` raw logits. A manifest member named ``<arch>`` or ``<arch>_<suffix>``
-(``x3d_m_fold2``) uses that arch.
+``(N, 1, D, H, W)``; :mod:`export.unet3d`) and ``maxvit_tiny``, ``coat_lite_medium`` (2d, input
+``(N, 3, H, W)``, three consecutive z-slices as channels; :mod:`export.unet2d`). Each is built as the
+3rd-place solution trained it (module tree, names, axis order, normalisation inside the net), takes
+raw 0..255 intensities and gives ``(N, 1, *patch/16)`` logits. A manifest member named ``<arch>`` or
+``<arch>_<suffix>`` (``x3d_m_fold2``) uses that arch.
 
 Bring your own: ``--arch module:function`` (or ``path/to/file.py:function``) where ``function()``
 returns an ``nn.Module`` (called as ``function(patch=patch)`` when it takes a ``patch`` argument).
@@ -31,12 +34,23 @@ from inference.errors import InputError
 logger = logging.getLogger(__name__)
 
 CALIBRATION_BATCH2_VOXELS = 1 << 20  # random-init BN calibration: batch 2 up to this many voxels, else 1
+# Random-init stand-ins: sigmoid(head bias) = HEAD_PRIOR, above the manifest's decode min_conf (0.02),
+# so stand-ins yield candidates and exercise peaks, fusion and thresholding end to end.
+HEAD_PRIOR = 0.05
+# Random-init stand-ins: the BatchNorm closing each residual branch starts at this gamma (the usual
+# small-residual init, cf. torchvision's zero_init_residual). With gamma 1 a random ResNeXt50 or X3D
+# amplifies fp32 rounding ~4x per stage (torch fp32 vs fp64: 8e-5 of the output's scale at 32x64x96,
+# vs 2e-6 at gamma 0.3), which is the stand-in's conditioning, not the export's.
+RESIDUAL_GAMMA = 0.3
+RAW_INPUT = "raw 0..255 float32, normalised inside the net"
 
 
 @dataclass(frozen=True)
 class MemberSpec:
     """How to build one member: ``builder(patch) -> nn.Module`` (2d timm members are built for their
-    patch; the 3d convnets ignore it)."""
+    patch; the 3d convnets ignore it). ``ignored_prefixes``: checkpoint keys that only training uses
+    (listed and dropped before the strict load). ``trained_patch``: the patch of the 3rd-place
+    checkpoints (said in errors). ``input``: what the net expects (stored in the ONNX metadata)."""
 
     name: str
     kind: str
@@ -46,53 +60,48 @@ class MemberSpec:
     builder: Callable[[tuple[int, ...]], nn.Module]
     description: str = ""
     custom: bool = False
+    ignored_prefixes: tuple[str, ...] = ()
+    trained_patch: tuple[int, ...] | None = None
+    input: str = ""
+    residual_norms: tuple[str, ...] = ()  # name suffixes of the BatchNorms closing residual branches
 
     @property
     def ndim(self) -> int:
         return 3 if self.kind == "3d" else 2
 
 
-def _x3d_m(patch):
-    from export.encoders3d import X3D
-    from export.layers import HeatmapNet
-    return HeatmapNet(X3D(in_channels=1), kind="3d", in_channels=1, neck_width=128)
+def _unet3d(name: str):
+    def build(patch):
+        from export import unet3d
+        return getattr(unet3d, name)()
+    return build
 
 
-def _densenet121(patch):
-    from export.encoders3d import DenseNet3d
-    from export.layers import HeatmapNet
-    return HeatmapNet(DenseNet3d(in_channels=1), kind="3d", in_channels=1, neck_width=128)
+def _unet2d(name: str):
+    def build(patch):
+        from export import unet2d
+        return getattr(unet2d, name)(tuple(patch))
+    return build
 
 
-def _resnext50(patch):
-    from export.encoders3d import ResNeXt3d
-    from export.layers import HeatmapNet
-    return HeatmapNet(ResNeXt3d(in_channels=1), kind="3d", in_channels=1, neck_width=128)
-
-
-def _maxvit_tiny(patch):
-    from export.encoders2d import TimmFeatures
-    from export.layers import HeatmapNet
-    return HeatmapNet(TimmFeatures("maxvit_tiny_tf_512", 3, tuple(patch)), kind="2d", in_channels=3, neck_width=256)
-
-
-def _coat_lite_medium(patch):
-    from export.encoders2d import CoatFeatures
-    from export.layers import HeatmapNet
-    return HeatmapNet(CoatFeatures("coat_lite_medium_384", 3, tuple(patch)), kind="2d", in_channels=3,
-                      neck_width=256)
-
-
+_IN_3D = RAW_INPUT + " (N, 1, D, H, W): z, y, x of a 16 A volume"
+_IN_2D = RAW_INPUT + " (N, 3, H, W): 3 consecutive z-slices (32 A apart) as channels, y, x at 16 A"
 REGISTRY: dict[str, MemberSpec] = {
-    "x3d_m": MemberSpec("x3d_m", "3d", 1, 16, 32, _x3d_m, "X3D-M (plain torch), FPN neck, stride 16"),
-    "densenet121": MemberSpec("densenet121", "3d", 1, 16, 32, _densenet121,
-                              "DenseNet121 3D (plain torch), FPN neck, stride 16"),
-    "resnext50": MemberSpec("resnext50", "3d", 1, 16, 32, _resnext50,
-                            "ResNeXt50-32x4d 3D (plain torch), FPN neck, stride 16"),
-    "maxvit_tiny": MemberSpec("maxvit_tiny", "2d", 3, 16, 32, _maxvit_tiny,
-                              "timm maxvit_tiny_tf_512 (img_size = patch), FPN neck, stride 16"),
-    "coat_lite_medium": MemberSpec("coat_lite_medium", "2d", 3, 16, 32, _coat_lite_medium,
-                                   "timm coat_lite_medium_384 (img_size = patch), FPN neck, stride 16"),
+    "x3d_m": MemberSpec("x3d_m", "3d", 1, 16, 32, _unet3d("x3d_m"),
+                        "X3D-M (their SlowFast X3DEncoder), factorized FPN, UNet block + SCSE, stride 16",
+                        trained_patch=(224, 448, 448), input=_IN_3D, residual_norms=(".c_bn",)),
+    "densenet121": MemberSpec("densenet121", "3d", 1, 16, 32, _unet3d("densenet121"),
+                              "DenseNet121 3D (smp-3d, runs on H,W,D), factorized FPN, UNet block + SCSE, stride 16",
+                              trained_patch=(224, 448, 448), input=_IN_3D),
+    "resnext50": MemberSpec("resnext50", "3d", 1, 16, 32, _unet3d("resnext50"),
+                            "ResNeXt50-32x4d 3D (smp-3d, runs on H,W,D), factorized FPN, UNet block + SCSE, stride 16",
+                            trained_patch=(224, 448, 448), input=_IN_3D, residual_norms=(".bn3",)),
+    "maxvit_tiny": MemberSpec("maxvit_tiny", "2d", 3, 16, 32, _unet2d("maxvit_tiny"),
+                              "timm maxvit_tiny_tf_512 (img_size = patch), factorized FPN, PixelShuffle UNet block",
+                              ignored_prefixes=("reg_head.",), trained_patch=(896, 896), input=_IN_2D),
+    "coat_lite_medium": MemberSpec("coat_lite_medium", "2d", 3, 16, 32, _unet2d("coat_lite_medium"),
+                                   "timm coat_lite_medium_384 (img_size = patch), factorized FPN, PixelShuffle UNet "
+                                   "block", ignored_prefixes=("reg_head.",), trained_patch=(896, 896), input=_IN_2D),
 }
 
 
@@ -186,7 +195,8 @@ def check_patch(spec: MemberSpec, patch: tuple[int, ...], where: str | Path | No
 
 
 def calibrate_batchnorm(model: nn.Module, shape: tuple[int, ...], seed: int, steps: int = 2) -> int:
-    """Random-init only: set every BatchNorm's running stats from train-mode passes on N(0,1) noise.
+    """Random-init only: set every BatchNorm's running stats from train-mode passes on uniform raw
+    0..255 input (what the members are fed).
 
     A random-init net in eval mode has running stats (0, 1), so deep nets (DenseNet's concatenations)
     blow activations up to ~1e3; calibrated, every BN output is ~unit variance, as in a trained net,
@@ -203,7 +213,7 @@ def calibrate_batchnorm(model: nn.Module, shape: tuple[int, ...], seed: int, ste
     model.train()
     with torch.no_grad():
         for _ in range(steps):
-            model(torch.randn(shape, generator=gen))
+            model(torch.rand(shape, generator=gen) * 255.0)
     for m, mom in zip(bns, momenta):
         m.momentum = mom
     model.eval()
@@ -212,7 +222,9 @@ def calibrate_batchnorm(model: nn.Module, shape: tuple[int, ...], seed: int, ste
 
 def build_model(spec: MemberSpec, patch: tuple[int, ...], *, seed: int = 0, random_init: bool = False
                 ) -> tuple[nn.Module, MemberSpec]:
-    """Build ``spec`` for ``patch`` (eval mode, seeded); with ``random_init`` calibrate its BatchNorms.
+    """Build ``spec`` for ``patch`` (eval mode, seeded); with ``random_init`` make it a stand-in: head
+    bias at the prior :data:`HEAD_PRIOR`, residual branches closed by :data:`RESIDUAL_GAMMA`,
+    BatchNorms calibrated on raw input at the patch.
 
     Returns the model and the spec with every number set (custom archs read theirs from the model).
     """
@@ -221,12 +233,17 @@ def build_model(spec: MemberSpec, patch: tuple[int, ...], *, seed: int = 0, rand
     spec = finalize_spec(spec, model) if spec.custom else spec
     model.eval()
     if random_init and not spec.custom:
-        # calibrate on the export patch itself: a smaller one is dominated by zero-padded borders, and
-        # its statistics let interior activations of the full window grow (logits ~1e2 at 224x448x448,
-        # fp32 torch-vs-ONNX Runtime differences ~1e-3); one pass suffices for a large window
+        head = getattr(model, "output_conv", None)  # Unet3d / Unet2d: the one-channel head conv
+        if head is not None:
+            nn.init.normal_(head.weight, std=0.01)
+            nn.init.constant_(head.bias, -math.log((1 - HEAD_PRIOR) / HEAD_PRIOR))
+        for name, m in model.named_modules():
+            if spec.residual_norms and name.endswith(spec.residual_norms):
+                nn.init.constant_(m.weight, RESIDUAL_GAMMA)
+        # calibrate on the export patch itself: a smaller one is dominated by zero-padded borders
         batch = 2 if math.prod(patch) <= CALIBRATION_BATCH2_VOXELS else 1
         n = calibrate_batchnorm(model, (batch, spec.in_channels, *patch), seed, steps=1)
         if n:
-            logger.info("%s: random init, %d BatchNorm layers calibrated on N(0,1) noise %s", spec.name, n,
+            logger.info("%s: random init, %d BatchNorm layers calibrated on raw noise %s", spec.name, n,
                         [batch, spec.in_channels, *patch])
     return model, spec

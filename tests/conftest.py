@@ -1,7 +1,15 @@
-"""Shared fixtures: small ONNX models written once per session; the shared data beside the repository."""
+"""Shared fixtures: small ONNX models written once per session; the shared data beside the repository;
+the ``export`` marker's skip.
+
+Tests marked ``export`` need the ``[export]`` extra (torch, torchvision and timm that load
+together); where it is absent they skip with the reason, so the README's test command stays light.
+``.ci/run`` runs them in a second environment with ``pytest -m export``.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from pathlib import Path
 
@@ -48,3 +56,25 @@ def demo3d_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "demo3d.onnx"
     onnx.save(detector_model("3d"), path)
     return path
+
+
+@functools.lru_cache(maxsize=1)
+def export_extra_missing() -> str | None:
+    """Why the [export] extra is unusable here (None when torch, torchvision and timm all load)."""
+    for name in ("torch", "torchvision", "timm"):
+        try:
+            importlib.import_module(name)
+        except (ImportError, OSError, RuntimeError) as exc:  # RuntimeError: torchvision built for another torch
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return f"{name}: {first}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if item.get_closest_marker("export")]
+    why = export_extra_missing() if marked else None
+    if why:
+        skip = pytest.mark.skip(reason=f"needs the [export] extra ({why}): its own venv, see the README's Export "
+                                       "section (pip install -e '.[cpu,export]' pytest scipy; pytest -m export tests/test_export_*.py)")
+        for item in marked:
+            item.add_marker(skip)

@@ -1,7 +1,9 @@
 """export.checkpoints: every accepted layout loads strictly; mismatches are one readable InputError.
 
 Random-init x3d_m weights (seed 1) are saved in each layout; loading into a model built with seed 0
-must reproduce them exactly (so a no-op load cannot pass).
+must reproduce them exactly (so a no-op load cannot pass). The 3rd-place layout (EMA per decay,
+training-only keys, tied names) is covered here on small models and end to end, per member, in
+test_export_recipe.py.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.export
 
 from export.checkpoints import (  # noqa: E402
     diff_state_dict,
@@ -123,17 +126,17 @@ def test_ema_requested_but_absent(weights, tmp_path):
 def test_mismatch_lists_missing_unexpected_and_shapes(weights, tmp_path):
     sd, _ = weights
     bad = dict(sd)
-    del bad["head.bias"]
-    bad["head.extra"] = torch.zeros(3)
-    bad["neck.lateral16.weight"] = torch.zeros(128, 95, 1, 1, 1)
+    del bad["ms_seg_heads.0.0.bias"]
+    bad["ms_seg_heads.0.0.extra"] = torch.zeros(3)
+    bad["neck.convs.0.0.weight"] = torch.zeros(48, 23, 3, 3, 3)
     torch.save(bad, tmp_path / "bad.pt")
     with pytest.raises(InputError) as exc:
-        load_into(fresh(), read_checkpoint(tmp_path / "bad.pt"), "x3d_m")
+        load_into(fresh(), read_checkpoint(tmp_path / "bad.pt"), "x3d_m", trained_patch=(224, 448, 448))
     msg = str(exc.value)
     assert msg.startswith(str(tmp_path / "bad.pt"))
-    assert "1 missing (head.bias)" in msg and "1 unexpected (head.extra)" in msg
-    assert "1 shape mismatches (neck.lateral16.weight ckpt[128, 95, 1, 1, 1] != model[128, 96, 1, 1, 1])" in msg
-    assert "\n" not in msg and "Fix: pass the --arch" in msg
+    assert "1 missing (ms_seg_heads.0.0.bias)" in msg and "1 unexpected (ms_seg_heads.0.0.extra)" in msg
+    assert "1 shape mismatches (neck.convs.0.0.weight ckpt[48, 23, 3, 3, 3] != model[48, 24, 3, 3, 3])" in msg
+    assert "\n" not in msg and "Fix: pass the --arch and --patch" in msg and "--patch 224 448 448" in msg
 
 
 def test_wrong_arch_shows_a_few_keys_and_counts(weights, tmp_path):
@@ -179,4 +182,98 @@ def test_export_records_the_checkpoint_sha256(weights, tmp_path):
     meta = read_metadata(r.path)
     assert meta["checkpoint_sha256"] == sha256_file(ckpt) == r.checkpoint_sha256
     assert meta["checkpoint"].startswith("x3d_m.pt: state_dict (Lightning")
-    assert r.max_abs_diff <= 1e-4
+    assert meta["weights"] == "model" and meta["member"] == "x3d_m"
+    assert r.rel_diff <= 1e-4
+
+
+# --------------------------------------------------------------------------- the 3rd-place (yagm) layout
+
+
+def yagm_checkpoint(raw: dict, ema_by_decay: dict) -> dict:
+    """A Lightning 2.5 checkpoint as their training saved it (model weights under ``model.``)."""
+    return {"epoch": 2, "global_step": 36000, "pytorch-lightning_version": "2.5.0.post0",
+            "state_dict": prefixed(raw, "model."), "loops": {"fit_loop": {"state_dict": {}}},
+            "callbacks": {"ModelCheckpoint": {"best_model_score": torch.tensor(0.9)}},
+            "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-4}]}], "lr_schedulers": [],
+            "MixedPrecision": {"scale": 1024.0},
+            "ema_state_dict": {d: prefixed(w, "model.") for d, w in ema_by_decay.items()}}
+
+
+def test_their_layout_ema_keyed_by_float_decay(weights, tmp_path):
+    sd, ema = weights
+    torch.save(yagm_checkpoint(sd, {0.99: ema}), tmp_path / "EXP23_X3DM_ep2_step36000.ckpt")
+    path = tmp_path / "EXP23_X3DM_ep2_step36000.ckpt"
+    ckpt = assert_loads(path, ema)
+    assert ckpt.ema and ckpt.weights == "ema (decay 0.99)" and "ema_state_dict[0.99]" in ckpt.source
+    assert "Lightning, model.*" in ckpt.source
+    assert assert_loads(path, ema, weights="ema", ema_decay=0.99).ema
+    assert assert_loads(path, sd, weights="model").weights == "model"
+    with pytest.raises(InputError, match=r"no EMA weights for decay 0.999 \(it has 0.99\).*--ema-decay"):
+        read_checkpoint(path, ema_decay=0.999)
+
+
+def test_plain_data_in_training_state_loads_without_trust(weights, tmp_path):
+    """numpy scalars and paths in callback states are data, not code: weights_only accepts them."""
+    import pathlib
+
+    import numpy as np
+
+    sd, ema = weights
+    state = yagm_checkpoint(sd, {0.99: ema})
+    state["callbacks"]["EarlyStopping"] = {"best_score": np.float64(0.91), "wait_count": np.int64(2),
+                                          "dirpath": pathlib.PosixPath("/runs/exp23")}
+    torch.save(state, tmp_path / "np.ckpt")
+    assert assert_loads(tmp_path / "np.ckpt", ema).ema
+
+
+def test_several_decays_need_a_choice(weights, tmp_path):
+    sd, ema = weights
+    torch.save(yagm_checkpoint(sd, {0.99: ema, 0.999: sd}), tmp_path / "two.ckpt")
+    with pytest.raises(InputError, match=r"several decays \(0.99, 0.999\).*Fix: pick one with --ema-decay"):
+        read_checkpoint(tmp_path / "two.ckpt")
+    assert assert_loads(tmp_path / "two.ckpt", ema, ema_decay=0.99).weights == "ema (decay 0.99)"
+    assert assert_loads(tmp_path / "two.ckpt", sd, ema_decay=0.999).weights == "ema (decay 0.999)"
+    torch.save(sd, tmp_path / "plain.pt")
+    with pytest.raises(InputError, match="no EMA weights keyed by decay"):
+        read_checkpoint(tmp_path / "plain.pt", ema_decay=0.99)
+
+
+def test_training_only_keys_are_listed_and_ignored(weights, tmp_path, caplog):
+    sd, _ = weights
+    extra = {"reg_head.pre_logits.fc.weight": torch.zeros(8, 4), "reg_head.cls_fc.bias": torch.zeros(1)}
+    torch.save({**sd, **extra}, tmp_path / "reg.pt")
+    model = fresh()
+    with caplog.at_level("INFO", logger="export.checkpoints"):
+        res = load_into(model, read_checkpoint(tmp_path / "reg.pt"), "x3d_m", ignored_prefixes=("reg_head.",))
+    assert res.ignored == ("reg_head.cls_fc.bias", "reg_head.pre_logits.fc.weight")
+    assert "2 training-only keys ignored: reg_head.cls_fc.bias, reg_head.pre_logits.fc.weight" in caplog.text
+    assert all(torch.equal(model.state_dict()[k], sd[k]) for k in sd)
+    with pytest.raises(InputError, match=r"2 unexpected \(reg_head"):  # not ignorable for this caller
+        load_into(fresh(), read_checkpoint(tmp_path / "reg.pt"), "x3d_m")
+
+
+class Shared(torch.nn.Module):
+    """A module reachable under two names, as CoaT's cpe1 / serial_blocks1.0.cpe."""
+
+    def __init__(self):
+        super().__init__()
+        self.cpe1 = torch.nn.Conv2d(2, 2, 3, padding=1, groups=2)
+        self.blocks = torch.nn.ModuleList([torch.nn.Sequential(self.cpe1, torch.nn.Conv2d(2, 1, 1))])
+
+
+def test_tied_names_load_once(tmp_path):
+    src = Shared()
+    torch.nn.init.normal_(src.cpe1.weight)
+    sd = src.state_dict()
+    assert {"cpe1.weight", "blocks.0.0.weight"} <= set(sd)  # one tensor, two names
+    for name, ckpt_sd in (("both", sd), ("one", {k: v for k, v in sd.items() if not k.startswith("blocks.0.0.")})):
+        torch.save(ckpt_sd, tmp_path / f"{name}.pt")
+        model = Shared()
+        res = load_into(model, read_checkpoint(tmp_path / f"{name}.pt"), "shared")
+        assert res.tied == 2 and torch.equal(model.cpe1.weight, src.cpe1.weight)  # weight and bias groups
+        assert model.blocks[0][0] is model.cpe1
+    bad = dict(sd)
+    bad["blocks.0.0.weight"] = bad["blocks.0.0.weight"] + 1
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match="name one shared tensor of the model but differ"):
+        load_into(Shared(), read_checkpoint(tmp_path / "bad.pt"), "shared")

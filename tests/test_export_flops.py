@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.export
 
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
