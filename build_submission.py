@@ -82,14 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-wheels", action="store_true", help="ship no offline wheels (default: every wheel the notebook "
                    "needs beyond the Kaggle image, onnxruntime-gpu included, for CPython 3.11 manylinux x86_64); "
                    "the build warns what the notebook then lacks")
-    b.add_argument("--with-tensorrt", action="store_true", help="also ship the TensorRT 10 wheels (needs "
-                   "--pip-extra-index-url https://pypi.nvidia.com)")
+    b.add_argument("--with-tensorrt", action="store_true", help="also ship the TensorRT 10 wheels for CUDA 12 "
+                   "(tensorrt-cu12 and its -bindings, -libs, one pinned version; the -libs wheel comes from NVIDIA's "
+                   "index, https://pypi.nvidia.com, unless --pip-extra-index-url names another)")
     b.add_argument("--pip-extra-index-url", action="append", default=[], metavar="URL", help="extra package "
                    "index for the wheel downloads (repeatable)")
     b.add_argument("--cache-dir", type=Path, default=None, help="downloaded wheels and the Kaggle image stand-in "
                    "(default $MOTORFINDER_CACHE, else ~/.cache/motorfinder)")
-    b.add_argument("--gpus", type=int, default=2, help="GPUs the notebook's predict uses (--devices 0..G-1) and the "
-                   "profile projects to (default 2: Kaggle's T4 x2)")
+    b.add_argument("--gpus", type=int, default=2, help="GPUs the profile projects to (default 2: Kaggle's T4 x2); the "
+                   "notebook's predict uses every visible GPU")
     b.add_argument("--budget-h", type=float, default=T.NOTEBOOK_BUDGET_H, help="hours the notebook may take in all: "
                    f"predict's --deadline-h is this minus the time already spent (default {T.NOTEBOOK_BUDGET_H})")
     b.add_argument("--public", action="store_true", help="make the notebook public (default private)")

@@ -90,15 +90,16 @@ def test_notebook_cells_are_short_calls_into_the_runtime(built):
     nb = nbformat.read(str(built.notebook), as_version=4)
     nbformat.validate(nb)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    assert len(code) == 6
+    assert len(code) == 7
     for i, src in enumerate(code):
         compile(src, f"cell{i + 1}", "exec")
         assert len(src.splitlines()) <= 14, f"cell {i + 1} is not a few lines"
-    find, settings, install, engines, predict, check = code
+    find, settings, install, doctor, engines, predict, check = code
     assert 'os.environ.get("KAGGLE_ROOT", "/kaggle")' in find and repr(built.wheel.name) in find
     assert "'motor-offline'" in find and "from export.kaggle import runtime" in find
-    assert f"'competition': {COMPETITION!r}" in settings and "'gpus': 2" in settings
+    assert f"'competition': {COMPETITION!r}" in settings and "'devices': 'all'" in settings
     assert "RUN.install()" in install and "RUN.print_environment()" in install
+    assert "RUN.check_device()" in doctor
     assert "RUN.build_engines()" in engines and "RUN.predict()" in predict and "RUN.check_submission()" in check
     assert sum(src.count("/kaggle") for src in code) == 1  # everything hangs off KAGGLE_ROOT
     assert nb.metadata["kaggle"]["isInternetEnabled"] is False
@@ -172,11 +173,15 @@ def test_no_wheels_warns_what_the_notebook_lacks(built, demo_manifest, tmp_path,
     assert record["requirements"] == [] and record["wheel_groups"] == []
 
 
-def test_tensorrt_wheels_need_nvidias_index(demo_manifest, tmp_path):
-    with pytest.raises(InputError, match="pypi.nvidia.com"):
-        build(cfg(demo_manifest, tmp_path / "out", tensorrt_wheels=True), wheel_source=fake_source(tmp_path),
-              wheel_builder=fake_wheel)
-    assert not (tmp_path / "out").exists()
+def test_tensorrt_wheels_ship_in_their_own_group(demo_manifest, tmp_path):
+    groups = {"motorfinder": ["mrcfile"], "onnxruntime-gpu": ["onnxruntime-gpu"],
+              "tensorrt": ["tensorrt-cu12", "tensorrt-cu12-bindings", "tensorrt-cu12-libs"]}
+    res = build(cfg(demo_manifest, tmp_path / "out", tensorrt_wheels=True),
+                wheel_source=fake_source(tmp_path / "w", groups), wheel_builder=fake_wheel)
+    record = json.loads((res.dataset_dir / RECORD_NAME).read_text())
+    assert record["wheel_groups"] == ["motorfinder", "onnxruntime-gpu", "tensorrt"]
+    assert sorted(r.split("==")[0] for r in record["requirements"] if r.startswith("tensorrt")) == groups["tensorrt"]
+    assert len(record["wheels"]["tensorrt"]) == 3
 
 
 # --------------------------------------------------------------------------- build errors

@@ -67,7 +67,18 @@ args = sys.argv[1:]
 if args[:2] == ["-m", "pip"]:
     sys.stdout.write(os.environ.get("FAKE_PIP_OUT", "Successfully installed motorfinder-0.1.0\\n"))
     sys.exit(int(os.environ.get("FAKE_PIP_RC", "0")))
+if args[:3] == ["-m", "inference", "doctor"]:
+    device = args[args.index("--device") + 1]
+    if device == "cuda" and os.environ.get("FAKE_DOCTOR") == "no-gpu":
+        sys.stdout.write("cupy 13.3.0: CUDA runtime 12050, no GPU visible\\n")
+        sys.stdout.write("error: --device cuda cannot be used: no GPU is visible. Fix: run with --device cpu\\n")
+        sys.exit(2)
+    sys.stdout.write("--device " + device + ": usable\\n")
+    sys.exit(0)
 if args[:3] == ["-m", "inference", "predict"]:
+    if "--devices" in args and os.environ.get("FAKE_PREDICT") == "gpu-fails":
+        sys.stdout.write("error: no worker could start on GPUs 0, 1\\n")
+        sys.exit(1)
     out = Path(args[args.index("--output") + 1])
     sample = Path(args[args.index("--sample-submission") + 1]).read_text().splitlines()
     if os.environ.get("FAKE_PREDICT") == "partial":
@@ -100,7 +111,7 @@ def kaggle(tmp_path, monkeypatch):
     monkeypatch.setenv("MOTORFINDER_PYTHON", str(fake))
     monkeypatch.setenv("FAKE_LOG", str(log))
     monkeypatch.setenv("MOTORFINDER_DEVICE", "cpu")
-    settings = {"competition": COMPETITION, "gpus": 2, "budget_h": 8.5, "fp16_engines": True}
+    settings = {"competition": COMPETITION, "devices": "all", "budget_h": 8.5, "fp16_engines": True}
     return types.SimpleNamespace(root=root, ds=ds, comp=comp, log=log, settings=settings,
                                  calls=lambda: [json.loads(ln) for ln in log.read_text().splitlines()])
 
@@ -133,7 +144,7 @@ def test_a_failed_install_is_named_and_the_run_still_ends_valid(kaggle, monkeypa
     assert len(kaggle.calls()) == 1  # nothing ran after the failed install
 
 
-@pytest.mark.parametrize("device,flags", [("cpu", ["--device", "cpu", "--workers", "1"]), ("cuda", ["--devices", "0,1"])])
+@pytest.mark.parametrize("device,flags", [("cpu", ["--device", "cpu", "--workers", "1"]), ("cuda", ["--devices", "all"])])
 def test_predict_command_and_deadline(kaggle, monkeypatch, device, flags):
     monkeypatch.setenv("MOTORFINDER_DEVICE", device)
     run = runtime.Run(kaggle.root, kaggle.ds, kaggle.settings)
@@ -158,6 +169,48 @@ def test_a_predict_that_dies_keeps_what_it_wrote(kaggle, monkeypatch, capsys):
     assert run.check_submission()  # repaired
     assert (kaggle.root / "working" / "submission.csv").read_text() == HEADER + "tomo_a,10,20,30\ntomo_b,-1,-1,-1\n"
     assert "predict FAILED: exit code 1" in capsys.readouterr().out
+
+
+def test_doctor_runs_first_and_an_unusable_gpu_moves_the_run_to_the_cpu(kaggle, monkeypatch, capsys):
+    monkeypatch.setenv("MOTORFINDER_DEVICE", "cuda")
+    monkeypatch.setenv("FAKE_DOCTOR", "no-gpu")
+    run = runtime.Run(kaggle.root, kaggle.ds, kaggle.settings)
+    run.install()
+    assert run.check_device() is False
+    out = capsys.readouterr().out
+    assert "WARNING: device cuda cannot be used (error: --device cuda cannot be used: no GPU is visible." in out
+    assert run.device == "cpu"
+    doctor = kaggle.calls()[-1]
+    assert doctor[:3] == ["-m", "inference", "doctor"] and doctor[doctor.index("--device") + 1] == "cuda"
+    assert doctor[doctor.index("--manifest") + 1] == str(kaggle.ds / "weights_manifest.yaml")
+    assert run.build_engines() == kaggle.ds / "weights_manifest.yaml"  # no engines on the CPU
+    assert run.predict() is True
+    predict = kaggle.calls()[-1]
+    assert predict[predict.index("--device") + 1] == "cpu" and "--devices" not in predict
+    assert run.check_submission() == []
+    status = json.loads((kaggle.root / "working" / STATUS_NAME).read_text())
+    assert status["device"] == "cpu (fallback)" and status["steps"]["doctor"]["ok"] is False
+
+
+def test_a_usable_device_passes_the_doctor(kaggle, monkeypatch):
+    monkeypatch.setenv("MOTORFINDER_DEVICE", "cuda")
+    run = runtime.Run(kaggle.root, kaggle.ds, kaggle.settings)
+    run.install()
+    assert run.check_device() is True and run.device == "cuda"
+
+
+def test_a_gpu_predict_that_fails_runs_again_on_the_cpu(kaggle, monkeypatch, capsys):
+    monkeypatch.setenv("MOTORFINDER_DEVICE", "cuda")
+    monkeypatch.setenv("FAKE_PREDICT", "gpu-fails")
+    run = runtime.Run(kaggle.root, kaggle.ds, kaggle.settings)
+    run.install()
+    assert run.predict() is True
+    gpu, cpu = kaggle.calls()[-2:]
+    assert gpu[gpu.index("--devices") + 1] == "all"
+    assert cpu[cpu.index("--device") + 1] == "cpu"
+    assert "WARNING: predict on cuda failed (exit code 1: error: no worker could start on GPUs 0, 1)" in \
+        capsys.readouterr().out
+    assert run.check_submission() == []
 
 
 def test_environment_is_reported_by_the_target_interpreter(kaggle, monkeypatch, capsys):

@@ -172,3 +172,48 @@ def test_fetch_keeps_the_package_wheel_out_of_the_wheelhouse(tmp_path):
 
     Wheelhouse(house_dir, load_image(), runner=pip).fetch([str(pkg), "mrcfile"])
     assert sorted(p.name for p in house_dir.iterdir()) == ["mrcfile-1.5.4-py2.py3-none-any.whl"]
+
+
+def test_tensorrt_is_one_pinned_version_and_its_module_wheel_is_built_from_the_sdist(tmp_path):
+    from export.kaggle.wheels import SDIST_ONLY, TENSORRT, TENSORRT_VERSION
+
+    (trt,) = [g for g in wheel_groups(tensorrt=True) if g.name == "tensorrt"]
+    assert trt.requirements == TENSORRT
+    assert {r.split("==")[0] for r in TENSORRT} == {"tensorrt-cu12", "tensorrt-cu12-bindings", "tensorrt-cu12-libs"}
+    assert {r.split("==")[1] for r in TENSORRT} == {TENSORRT_VERSION} and TENSORRT_VERSION.startswith("10.")
+    assert "tensorrt" not in {g.name for g in wheel_groups(tensorrt=False)}
+
+    rec = Recorder()
+    house = Wheelhouse(tmp_path, load_image(), extra_index_urls=("https://pypi.nvidia.com",), runner=rec)
+    house.fetch(list(TENSORRT))
+    (build, *_), (download, *_) = rec.calls
+    assert build[3:6] == ["wheel", "--no-deps", "--disable-pip-version-check"]
+    assert build[build.index("-w") + 1] == str(tmp_path) and f"tensorrt-cu12=={TENSORRT_VERSION}" in build
+    assert download[3] == "download" and download[download.index("--find-links") + 1] == str(tmp_path)
+    assert download[download.index("--extra-index-url") + 1] == "https://pypi.nvidia.com"
+    assert "tensorrt-cu12" in SDIST_ONLY
+
+    rec.calls.clear()  # the built wheel is in the wheelhouse: not built again
+    (tmp_path / f"tensorrt_cu12-{TENSORRT_VERSION}-py3-none-any.whl").write_bytes(b"wheel")
+    house.fetch(list(TENSORRT))
+    assert [c[0][3] for c in rec.calls] == ["download"]
+
+
+def test_a_sdist_that_does_not_build_is_one_error(tmp_path):
+    rec = Recorder(rc=1, stderr="ERROR: Could not find a version that satisfies the requirement tensorrt-cu12==10.16.1.11"
+                                " (from versions: none)\nERROR: No matching distribution found for "
+                                "tensorrt-cu12==10.16.1.11\n")
+    house = Wheelhouse(tmp_path, load_image(), runner=rec)
+    with pytest.raises(InputError, match="cannot build the wheel of tensorrt-cu12==10.16.1.11 from its sdist: no wheel"):
+        house.fetch(["tensorrt-cu12==10.16.1.11"])
+
+
+def test_with_tensorrt_uses_nvidias_index_unless_told_otherwise(tmp_path):
+    from export.kaggle.config import BuildConfig
+    from export.kaggle.wheels import NVIDIA_INDEX
+
+    base = BuildConfig(manifest=tmp_path / "m.yaml", out=tmp_path / "out")
+    assert base.index_urls == ()
+    assert BuildConfig(manifest=base.manifest, out=base.out, tensorrt_wheels=True).index_urls == (NVIDIA_INDEX,)
+    mine = BuildConfig(manifest=base.manifest, out=base.out, tensorrt_wheels=True, extra_index_urls=("https://x",))
+    assert mine.index_urls == ("https://x",)

@@ -109,7 +109,7 @@ def build(cfg: BuildConfig, *, wheel_source: WheelSource | None = None,
         wheel = wheel_builder(Path(tmp))
         shipped: list[ShippedWheel] = []
         if cfg.wheels:
-            source = wheel_source or PipWheelSource(image, cache_dir, cfg.extra_index_urls)
+            source = wheel_source or PipWheelSource(image, cache_dir, cfg.index_urls)
             shipped = source(wheel, groups)
         else:
             lacking = lacking_without_wheels(wheel, image, groups)

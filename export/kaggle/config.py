@@ -12,9 +12,6 @@ from export.kaggle.target import (
 )
 from inference.errors import InputError
 
-NVIDIA_INDEX_HINT = "https://pypi.nvidia.com"
-
-
 @dataclass(frozen=True)
 class BuildConfig:
     manifest: Path
@@ -32,6 +29,16 @@ class BuildConfig:
     budget_h: float = NOTEBOOK_BUDGET_H
     fp16_engines: bool = True
     private: bool = True
+
+    @property
+    def index_urls(self) -> tuple[str, ...]:
+        """Extra package indexes for the downloads: the ones given, else NVIDIA's where TensorRT ships (PyPI
+        has ``tensorrt-cu12-libs`` only as a stub that downloads at install time)."""
+        if self.extra_index_urls or not self.tensorrt_wheels:
+            return self.extra_index_urls
+        from export.kaggle.wheels import NVIDIA_INDEX
+
+        return (NVIDIA_INDEX,)
 
     @property
     def dataset_slug(self) -> str:
@@ -87,6 +94,3 @@ def validate_config(cfg: BuildConfig) -> None:
         raise InputError(None, f"--budget-h {cfg.budget_h} must be in (0, {KAGGLE_LIMIT_H:g}]", "pass e.g. 8.5")
     if cfg.tensorrt_wheels and not cfg.wheels:
         raise InputError(None, "--with-tensorrt and --no-wheels contradict each other", "drop one of them")
-    if cfg.tensorrt_wheels and not cfg.extra_index_urls:
-        raise InputError(None, "--with-tensorrt needs NVIDIA's package index: PyPI has tensorrt-cu12-libs only as a "
-                         "stub that downloads at install time", f"add --pip-extra-index-url {NVIDIA_INDEX_HINT}")

@@ -21,7 +21,7 @@ def _literal(values: dict) -> str:
 def notebook_cells(cfg: BuildConfig, wheel_name: str, members: Sequence[str], engines: Sequence[str],
                    wheels: Sequence[str]) -> list[tuple[str, str]]:
     """The notebook as (cell type, source) pairs."""
-    settings = {"competition": COMPETITION, "gpus": int(cfg.gpus), "budget_h": float(cfg.budget_h),
+    settings = {"competition": COMPETITION, "devices": "all", "budget_h": float(cfg.budget_h),
                 "fp16_engines": bool(cfg.fp16_engines)}
     q = json.dumps  # values shown in the markdown: quoted, one line
     intro = (
@@ -33,11 +33,13 @@ def notebook_cells(cfg: BuildConfig, wheel_name: str, members: Sequence[str], en
         "2. the run's settings;\n"
         f"3. offline install with `pip --no-index` from the dataset ({len(wheels)} shipped wheel(s)), then the "
         "environment as installed;\n"
-        f"4. TensorRT engines where TensorRT imports (shipped: {', '.join(q(e) for e in engines) or 'none'}); "
+        "4. `python -m inference doctor`: the GPUs and the libraries that actually load; a GPU that cannot be used "
+        "moves the run to the CPU with a warning;\n"
+        f"5. TensorRT engines where TensorRT imports (shipped: {', '.join(q(e) for e in engines) or 'none'}); "
         "otherwise ONNX Runtime's CUDA provider;\n"
-        f"5. `python -m inference predict` on {cfg.gpus} GPU(s) with the deadline guard ({cfg.budget_h:g} h for the "
+        f"6. `python -m inference predict` on every visible GPU with the deadline guard ({cfg.budget_h:g} h for the "
         f"notebook; Kaggle's limit is {KAGGLE_LIMIT_H:g} h);\n"
-        "6. a check of the submission (repaired with -1 where a step failed).\n\n"
+        "7. a check of the submission (repaired with -1 where a step failed).\n\n"
         "To run it elsewhere: `KAGGLE_ROOT` (default `/kaggle`), `MOTORFINDER_DEVICE=cpu`, "
         "`MOTORFINDER_PYTHON` (the interpreter to install into)."
     )
@@ -55,7 +57,8 @@ def notebook_cells(cfg: BuildConfig, wheel_name: str, members: Sequence[str], en
     )
     settings_cell = (
         "# 2. Settings, written by build_submission.py; edit them here for a run on Kaggle.\n"
-        f"#    budget_h: hours for the whole notebook (Kaggle's limit: {KAGGLE_LIMIT_H:g} h); gpus: predict's devices.\n"
+        f"#    budget_h: hours for the whole notebook (Kaggle's limit: {KAGGLE_LIMIT_H:g} h); devices: predict's\n"
+        "#    --devices ('all': every visible GPU, or e.g. '0').\n"
         f"SETTINGS = {_literal(settings)}\n"
         "RUN = runtime.Run(KAGGLE_ROOT, FOUND[0].parent, SETTINGS)"
     )
@@ -65,11 +68,13 @@ def notebook_cells(cfg: BuildConfig, wheel_name: str, members: Sequence[str], en
         ("code", settings_cell),
         ("code", "# 3. Offline install (no cell needs the internet), then the environment as installed.\n"
                  "INSTALLED = RUN.install()\nENVIRONMENT = RUN.print_environment()"),
-        ("code", "# 4. TensorRT engines where TensorRT imports; otherwise predict runs the ONNX files.\n"
+        ("code", "# 4. What this machine can run (a GPU that cannot be used moves the run to the CPU).\n"
+                 "DEVICE_OK = RUN.check_device()"),
+        ("code", "# 5. TensorRT engines where TensorRT imports; otherwise predict runs the ONNX files.\n"
                  "MANIFEST = RUN.build_engines()"),
-        ("code", "# 5. Predict every test tomogram within what is left of the budget.\n"
+        ("code", "# 6. Predict every test tomogram within what is left of the budget.\n"
                  "PREDICTED = RUN.predict()"),
-        ("code", "# 6. Check the submission: every sample tomo_id once, valid numbers (repaired with -1 if not).\n"
+        ("code", "# 7. Check the submission: every sample tomo_id once, valid numbers (repaired with -1 if not).\n"
                  "PROBLEMS = RUN.check_submission()"),
     ]
     return cells

@@ -128,8 +128,8 @@ def environment_report(names: list[str]) -> dict:
 
 
 class Run:
-    """One notebook run: the cells call :meth:`install`, :meth:`print_environment`, :meth:`build_engines`,
-    :meth:`predict`, :meth:`check_submission` in this order."""
+    """One notebook run: the cells call :meth:`install`, :meth:`print_environment`, :meth:`check_device`,
+    :meth:`build_engines`, :meth:`predict`, :meth:`check_submission` in this order."""
 
     def __init__(self, kaggle_root: str | Path, dataset: str | Path, settings: dict):
         self.t0 = time.time()
@@ -257,25 +257,56 @@ class Run:
         derived.write_text(yaml.safe_dump(raw, sort_keys=False))
         return derived
 
+    def check_device(self) -> bool:
+        """``python -m inference doctor`` for the run's device, printed; a GPU that cannot be used (no CuPy, a
+        CUDA provider that does not load, no GPU) moves the run to the CPU with a warning, never ends it."""
+        if not self.ok("install"):
+            self._note("doctor", False, "skipped: the install failed")
+            return False
+        cmd = [self.python, "-m", "inference", "doctor", "--device", self.device, "--manifest", self.manifest]
+        rc, out = self._sh(cmd)
+        if rc == 0:
+            self._note("doctor", True, f"device {self.device} usable")
+            return True
+        reason = ([ln for ln in out.splitlines() if ln.startswith("error:")] or
+                  [ln for ln in out.splitlines() if ln.strip()][-1:] or [f"exit code {rc}"])[0]
+        if self.device != "cpu":
+            print(f"WARNING: device {self.device} cannot be used ({reason}); predict falls back to the CPU: the "
+                  "deadline guard degrades the ensemble and writes -1 for what it cannot reach", flush=True)
+            self.device = "cpu"
+            self.status["device"] = "cpu (fallback)"
+        self._note("doctor", False, reason)
+        return False
+
     def predict(self) -> bool:
-        """``python -m inference predict`` over the test set; the deadline guard gets what is left of the
-        notebook's budget (it degrades the ensemble, then writes -1 for tomograms it cannot reach)."""
+        """``python -m inference predict`` over the test set on every visible GPU (``devices`` in the settings);
+        the deadline guard gets what is left of the notebook's budget (it degrades the ensemble, then writes
+        -1 for tomograms it cannot reach). A GPU run that fails is run once more on the CPU."""
         if not self.ok("install"):
             self._note("predict", False, "skipped: the install failed")
             return False
+        rc, detail = self._predict_on(self.device)
+        if rc != 0 and self.device != "cpu":
+            print(f"WARNING: predict on {self.device} failed ({detail}); running it again on the CPU", flush=True)
+            self.device = "cpu"
+            self.status["device"] = "cpu (fallback)"
+            rc, detail = self._predict_on("cpu")
+        self._note("predict", rc == 0, "ok" if rc == 0 else detail)
+        return rc == 0
+
+    def _predict_on(self, device: str) -> tuple[int, str]:
         left_h = max(0.1, float(self.settings["budget_h"]) - (time.time() - self.t0) / 3600.0)
-        if self.device == "cpu":
+        if device == "cpu":
             flags = ["--device", "cpu", "--workers", "1"]
         else:
-            flags = ["--devices", ",".join(str(i) for i in range(int(self.settings["gpus"])))]
+            flags = ["--devices", str(self.settings.get("devices", "all"))]
         cmd = [self.python, "-m", "inference", "predict", "--manifest", self.manifest,
                "--input", self.competition / "test", "--sample-submission", self.competition / "sample_submission.csv",
                "--output", self.submission, *flags, "--deadline-h", f"{left_h:.3f}",
                "--work-dir", self.working / "work", "--no-progress"]
         rc, out = self._sh(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         tail = [ln for ln in out.splitlines() if ln.strip()][-1:] or [""]
-        self._note("predict", rc == 0, "ok" if rc == 0 else f"exit code {rc}: {tail[0]}")
-        return rc == 0
+        return rc, f"exit code {rc}: {tail[0]}"
 
     def check_submission(self) -> list[str]:
         """Every sample id once, the sample's columns, valid numbers; anything else is repaired (-1)."""

@@ -31,9 +31,17 @@ logger = logging.getLogger(__name__)
 # onnxruntime-gpu: on PyPI 1.27 and later link CUDA 13 (their `cuda` extra requires nvidia-cuda-runtime-cu13);
 # 1.20-1.26 are CUDA 12 builds, what the image's CUDA 12.5 runs.
 ONNXRUNTIME_GPU = "onnxruntime-gpu>=1.20,<1.27"
-# TensorRT 10 (TensorRT 11 dropped the FP16 builder flag); PyPI has the -libs only as a stub that downloads
-# at install time, so these come from NVIDIA's index (--pip-extra-index-url).
-TENSORRT = ("tensorrt-cu12-bindings>=10,<11", "tensorrt-cu12-libs>=10,<11")
+# TensorRT 10 for CUDA 12, one pinned version (TensorRT 11 dropped the FP16 builder flag; 10.16.1.11 is the
+# last 10.x). Three distributions: `tensorrt-cu12` provides the `tensorrt` module but is an sdist only (its
+# pure-Python wheel is built here with `pip wheel --no-deps`); `-bindings` is a wheel on PyPI; PyPI has `-libs`
+# only as a stub that downloads at install time, so its wheel comes from NVIDIA's index.
+TENSORRT_VERSION = "10.16.1.11"
+TENSORRT = tuple(f"{name}=={TENSORRT_VERSION}" for name in
+                 ("tensorrt-cu12", "tensorrt-cu12-bindings", "tensorrt-cu12-libs"))
+NVIDIA_INDEX = "https://pypi.nvidia.com"
+# Requirements published as sdists only: built into the wheelhouse (pure Python, no dependencies bundled)
+# before the wheels are downloaded.
+SDIST_ONLY = frozenset({"tensorrt-cu12"})
 PACKAGE = "motorfinder"
 
 
@@ -61,8 +69,9 @@ def wheel_groups(tensorrt: bool = False) -> list[WheelGroup]:
                    "(CUDA 12 builds; the image has no ONNX Runtime)"),
     ]
     if tensorrt:
-        groups.append(WheelGroup("tensorrt", TENSORRT, "TensorRT 10 for native engines (optional: without it "
-                                 "the notebook runs ONNX Runtime's CUDA provider)"))
+        groups.append(WheelGroup("tensorrt", TENSORRT, f"TensorRT {TENSORRT_VERSION} for native engines and ONNX "
+                                 "Runtime's TensorRT provider (optional: without it the notebook runs ONNX Runtime's "
+                                 "CUDA provider)"))
     return groups
 
 
@@ -142,15 +151,35 @@ class Wheelhouse:
             out.append(Resolved(canonical(it["metadata"]["name"]), it["metadata"]["version"], path))
         return out
 
+    def build_sdists(self, requirements: Sequence[str]) -> None:
+        """Wheels of the ``SDIST_ONLY`` requirements, built into the wheelhouse with ``pip wheel --no-deps``
+        (pure Python: the same wheel serves every Python and platform); the ones already there are kept."""
+        for req in requirements:
+            name = canonical(re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0])
+            if name not in SDIST_ONLY or any(self.root.glob(f"{name.replace('-', '_')}-*.whl")):
+                continue
+            logger.info("building the wheel of %s from its sdist (pip wheel --no-deps)", req)
+            cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "--no-input",
+                   "--quiet", "-w", str(self.root), req]
+            for url in self.extra_index_urls:
+                cmd += ["--extra-index-url", url]
+            proc = self.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise InputError(None, f"cannot build the wheel of {req} from its sdist: {pip_problem(proc.stderr)}",
+                                 "check the network and the index, or build without --with-tensorrt")
+
     def fetch(self, requirements: Sequence[str]) -> None:
         """Download ``requirements`` and their dependencies for the image (with the image's versions) into
-        the wheelhouse, through the user's pip configuration (index, proxy)."""
+        the wheelhouse, through the user's pip configuration (index, proxy). Sdist-only requirements are
+        built first (:meth:`build_sdists`) and found in the wheelhouse."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.build_sdists(requirements)
         logger.info("downloading wheels for CPython %s (%s) into %s: %s", self.image.python_version,
                     self.image.platforms[0], self.root, ", ".join(requirements))
         with tempfile.TemporaryDirectory(prefix="motorfinder-fetch-") as tmp:
             cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input",
-                   "--quiet", "-d", str(self.root), *self._target(), *self._constraints(Path(tmp))]
+                   "--quiet", "-d", str(self.root), "--find-links", str(self.root), *self._target(),
+                   *self._constraints(Path(tmp))]
             for url in self.extra_index_urls:
                 cmd += ["--extra-index-url", url]
             proc = self.run([*cmd, *requirements], capture_output=True, text=True)
