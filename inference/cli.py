@@ -1,7 +1,9 @@
 """``python -m inference``: the command line. Each subcommand's ``--help`` documents every option.
 
 Bad input ends with one line ``error: <file>: <problem>. Fix: <what to do>`` and exit code 2,
-never a traceback from inside a library.
+never a traceback from inside a library; a file that cannot be written (read-only folder, full
+disk) too. Anything unexpected ends with one ``error:`` line and exit code 1; ``-v`` adds the
+traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from pathlib import Path
 
 from inference import __version__
-from inference.errors import EngineError, InputError
+from inference.errors import EngineError, InputError, one_line
 
 logger = logging.getLogger("inference")
 
@@ -389,11 +391,17 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
     try:
         return int(args.func(args) or 0)
     except errors as exc:
+        logger.debug("the traceback", exc_info=exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
+        logger.debug("the traceback", exc_info=exc)
+        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+        print(f"error: {where}{one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

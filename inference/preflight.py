@@ -1,0 +1,87 @@
+"""Checks before any tomogram runs: spacings, memory, the spacing CSV's coverage.
+
+* Every voxel spacing lies in 1-100 Å (:mod:`inference.spacing`): a CSV row or a default outside it
+  stops the run with one line before any work; a header outside it is ignored with a WARNING.
+* Every tomogram's resample must fit in memory: from its header (MRC, ``.npy``) or its slice count
+  and first slice, and its spacing (CSV > header > default), :func:`estimate_bytes` adds the volume
+  as read, every distinct member geometry's resampled volume and the largest member's working copies
+  (normalised, padded, 2d channels). A tomogram needing more than the memory available now stops the
+  run with one line naming it (a spacing in nm, a wrong target spacing) before any work. A source
+  whose header cannot be read is left to the read, which fails it with its own line.
+* Tomograms missing from a given spacing CSV are named in one WARNING (they use the MRC header or
+  the default spacing).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+from inference import readers
+from inference.errors import InputError
+from inference.geometry import member_geometry
+from inference.resample import resampled_shape
+from inference.sources import listing
+
+logger = logging.getLogger(__name__)
+
+GiB = 2**30
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``; else the physical total), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def estimate_bytes(shape: tuple[int, ...], spacing: float, itemsize: int, manifest) -> int:
+    """Peak bytes to load and prepare one tomogram of ``shape`` at ``spacing`` (see the module docstring)."""
+    voxels = math.prod(shape)
+    per_geometry: dict[tuple, int] = {}
+    working = 0
+    for m in manifest.members:
+        g = member_geometry(m, manifest.target_spacing)
+        n = math.prod(resampled_shape(shape, spacing, g.spacings, m.resample.grid))
+        per_geometry[(g.spacings, m.resample.grid)] = n
+        working = max(working, n * 4 * (2 + (m.channels if m.kind == "2d" else 1)))
+    as_read = voxels * itemsize + (voxels * 4 if itemsize > 1 else 0)  # a float volume mapped to 0..255
+    return as_read + sum(4 * n for n in per_geometry.values()) + working
+
+
+def check_inputs(sources: list[Path], manifest, table: dict[str, float] | None, default: float,
+                 memory: int | None = None) -> None:
+    """The checks of the module docstring over every source; InputError for the first that fails."""
+    memory = available_memory() if memory is None else memory
+    ids = [readers.tomo_id_of(s) for s in sources]
+    if table is not None:
+        missing = [t for t in ids if t not in table]
+        if missing:
+            logger.warning("%d of %d tomogram(s) are not in the spacing CSV and use the MRC header's voxel size or "
+                           "the default %.4g Å: %s", len(missing), len(ids), default, listing(missing, 20))
+    if memory is None:
+        return
+    for source, tomo_id in zip(sources, ids):
+        try:
+            shape, header, itemsize = readers.peek_volume(source)
+        except (InputError, OSError, ValueError):
+            continue  # the read reports it, and that tomogram alone fails
+        spacing, how = readers.resolve_spacing(tomo_id, table=table, header_spacing=header, default=default)
+        need = estimate_bytes(shape, spacing, itemsize, manifest)
+        if need > memory:
+            raise InputError(source, f"at {spacing:.4g} Å (from the {'spacing CSV' if how == 'csv' else how}) its "
+                             f"{'x'.join(map(str, shape))} voxels resample to the members' spacing in about "
+                             f"{need / GiB:.1f} GiB, more than the {memory / GiB:.1f} GiB of memory available",
+                             "check its voxel spacing (Å, not nm) and the manifest's target_spacing, or run on a "
+                             "machine with more memory")
