@@ -89,19 +89,22 @@ def axis_order(header, path: Path) -> tuple[int, int, int] | None:
 
 
 def _read_header(path: Path):
-    """The header alone (mrcfile, permissive), or an InputError."""
-    import mrcfile  # imported here so importing this module stays cheap
+    """The 1024-byte main header as a NumPy record (byte order from the machine stamp), or an InputError.
+
+    Read here rather than by mrcfile, whose header reader already trips over impossible values (a
+    negative extended header size) before they can be named."""
+    from mrcfile.dtypes import HEADER_DTYPE
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
-                header = mrc.header
-                return None if header is None else header.copy()
-    except _HEADER_ERRORS as exc:
-        raise InputError(path, f"not a readable MRC file: {exc}", FIX) from None
+        with open(path, "rb") as fh:
+            raw = fh.read(1024)
     except OSError as exc:
         raise InputError(path, f"cannot read MRC file ({exc.strerror or exc})", FIX) from None
+    if len(raw) < 1024:
+        return None
+    big = raw[212:214] == b"\x11\x11"  # MRC2014 machine stamp: 0x44 0x44 little, 0x11 0x11 big endian
+    dtype = HEADER_DTYPE.newbyteorder(">" if big else "<")
+    return np.frombuffer(raw, dtype=dtype).view(np.recarray)[0]
 
 
 def check_header(header, path: Path, size: int) -> None:

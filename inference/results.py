@@ -11,6 +11,7 @@ through JSON's shortest round-trip repr, so a result read back is bit-identical 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import numbers
@@ -112,16 +113,26 @@ def _problem(d: dict) -> str | None:
     return None
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename: a reader never sees half a file, and a failed write
-    (full disk, read-only folder: a WriteError naming ``path``) leaves the previous file as it was."""
+@functools.cache
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0666 less the umask); mkstemp's is 0600."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path: Path, write: Callable, newline: str | None = None) -> Path:
+    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path``: a reader never
+    sees half a file, and a failed write (full disk, read-only folder: a WriteError naming ``path``)
+    leaves the previous file as it was. The file gets the usual permissions (umask), not mkstemp's 0600."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, "w", newline=newline) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -130,6 +141,12 @@ def write_text_atomic(path: Path, text: str) -> None:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """:func:`atomic_write` of a text."""
+    atomic_write(path, lambda fh: fh.write(text))
 
 
 class ResultStore:

@@ -232,9 +232,8 @@ def finish_after_error(run: Run, exc: BaseException) -> None:
     (the error that stopped the run is the one the user sees)."""
     try:
         _finish(run)
-    except WriteError as again:
-        if not isinstance(exc, WriteError) or again.path != exc.path:
-            logger.error("%s", one_line(again))
+    except WriteError as again:  # the same disk, most likely: only a different cause is worth a line
+        (logger.debug if isinstance(exc, WriteError) else logger.error)("%s", one_line(again))
 
 
 def _set_workers(guard):

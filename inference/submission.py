@@ -14,8 +14,6 @@ confs strictly below it become "no motor"; a tomogram with no candidate (or conf
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +22,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from inference.errors import InputError, write_error
+from inference.errors import InputError
 from inference.manifest import Threshold
+from inference.results import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -127,17 +126,4 @@ def submission_order(found_ids: Sequence[str], sample_submission: str | Path | N
 def write_csv_atomic(df: pd.DataFrame, path: str | Path, float_format: str | None = None) -> Path:
     """Write ``df`` to ``path`` through a temp file + rename, so a reader never sees half a file; a write that
     fails (read-only folder, full disk) is a WriteError naming ``path`` and leaves the previous file as it was."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False, float_format=float_format)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise write_error(path, exc) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(Path(path), lambda fh: df.to_csv(fh, index=False, float_format=float_format), newline="")

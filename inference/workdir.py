@@ -95,8 +95,18 @@ def _is_temp(name: str) -> bool:
     return name.startswith(".") and ".json." in name
 
 
-def _tomogram_files(folder: Path) -> tuple[list[Path], list[str]]:
-    """(result and temporary files a run wrote in ``tomograms/``, names of anything else there)."""
+def _is_result(path: Path) -> bool:
+    """A file that reads as a result a run wrote (format, tomo_id, status)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "format" in data and "tomo_id" in data and data.get("status") in ("ok", "failed")
+
+
+def _tomogram_files(folder: Path, strict: bool = False) -> tuple[list[Path], list[str]]:
+    """(result and temporary files a run wrote in ``tomograms/``, names of anything else there).
+    ``strict`` (a folder without a run record): a ``.json`` counts as a run's only when it reads as a result."""
     sub = folder / TOMOGRAMS
     if not sub.exists():
         return [], []
@@ -105,14 +115,16 @@ def _tomogram_files(folder: Path) -> tuple[list[Path], list[str]]:
     ours, others = [], []
     with os.scandir(sub) as it:
         for e in it:
-            if e.is_file(follow_symlinks=False) and (e.name.endswith(".json") or _is_temp(e.name)):
-                ours.append(Path(e.path))
+            path = Path(e.path)
+            is_file = e.is_file(follow_symlinks=False)
+            if is_file and (_is_temp(e.name) or (e.name.endswith(".json") and (not strict or _is_result(path)))):
+                ours.append(path)
             else:
                 others.append(f"{TOMOGRAMS}/{e.name}")
     return ours, others
 
 
-def foreign_entries(folder: Path) -> list[str]:
+def foreign_entries(folder: Path, strict: bool = True) -> list[str]:
     """Entries of ``folder`` that a run does not write (empty: the folder may be a run's)."""
     others = []
     with os.scandir(folder) as it:
@@ -122,7 +134,7 @@ def foreign_entries(folder: Path) -> list[str]:
             if e.name == TOMOGRAMS or _is_temp(e.name):
                 continue
             others.append(e.name)
-    return sorted(others + _tomogram_files(folder)[1])
+    return sorted(others + _tomogram_files(folder, strict)[1])
 
 
 def read_record(folder: Path) -> dict | None:
@@ -152,7 +164,7 @@ def check_folder(folder: Path, restart: bool) -> None:
             raise
         record_ok = False
     try:
-        others = foreign_entries(folder)
+        others = foreign_entries(folder, strict=not record_ok)
     except OSError as exc:
         raise InputError(folder, f"cannot list the work folder ({exc.strerror or exc})", "check permissions") from None
     if others and not record_ok:
@@ -164,7 +176,8 @@ def check_folder(folder: Path, restart: bool) -> None:
 
 
 def clean(folder: Path) -> int:
-    """``--restart``: remove what a run wrote (run record, results, temporary files); returns the count."""
+    """``--restart``: remove what a run wrote (run record, results, temporary files); returns the count.
+    Call it after :func:`check_folder` (which refuses a folder holding anything else)."""
     removed = 0
     files, _ = _tomogram_files(folder)
     files += [folder / RECORD] if (folder / RECORD).is_file() else []
@@ -200,6 +213,9 @@ class RunLock:
         self.fd = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(folder, exc, "cannot create the work folder") from None
+        try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise write_error(self.path, exc, "cannot create the run's lock file") from None
