@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from inference import __version__
-from inference.errors import EngineError, InputError, one_line
+from inference.errors import EngineError, InputError, one_line, write_error
 
 logger = logging.getLogger("inference")
 
@@ -388,20 +390,42 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         return int(args.func(args) or 0)
     except errors as exc:
         logger.debug("the traceback", exc_info=exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated (SIGTERM); what was done is saved: rerun the same command to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a write or read outside our checks: still one line naming the file
+        logger.debug("the traceback", exc_info=exc)
+        if exc.filename and exc.errno is not None:
+            print(f"error: {write_error(exc.filename, exc, 'cannot read or write')}", file=sys.stderr)
+            return 2
+        print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
         logger.debug("the traceback", exc_info=exc)
-        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
-        print(f"error: {where}{one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
+        print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, ``kill``): unwinds like Ctrl-C, so the submission is written on the way out."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:

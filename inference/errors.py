@@ -54,10 +54,9 @@ def write_error(path: str | Path, exc: OSError, what: str = "cannot write") -> W
     """The one-line error for an ``OSError`` raised while writing ``path``, with the fix for its cause."""
     reason = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno in _FULL:
-        fix = ("free disk space (or write elsewhere); files written before are complete, and rerunning the "
-               "same command resumes from the results already saved")
+        fix = "free disk space, or write elsewhere (files written before are complete)"
     elif exc.errno in _DENIED:
-        fix = "make the folder writable, or choose another --output (and --work-dir)"
+        fix = "make the folder writable, or write elsewhere"
     else:
-        fix = "check the path and the disk, then rerun the same command (it resumes)"
+        fix = "check the path and the disk"
     return WriteError(path, f"{what} ({reason})", fix)

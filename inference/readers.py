@@ -32,6 +32,7 @@ from inference.mrc import open_mrc, peek_mrc
 from inference.sources import (  # re-exported: the listing was part of this module
     FIX_SOURCE,
     MRC_SUFFIXES,
+    SLICE_RE,
     SLICE_SUFFIXES,
     SOURCE_SUFFIXES,
     Listing,
@@ -239,17 +240,24 @@ def peek_volume(source: str | Path) -> tuple[tuple[int, int, int], float | None,
     """((Z, Y, X) shape, header voxel size or None, bytes per voxel as read) without reading the voxels:
     an MRC or .npy header, or a slice folder's count and first slice. InputError when it cannot tell."""
     source = Path(source)
-    if source.is_dir():
-        files = slice_files(source, report=False)
+    if source.is_dir():  # the names only (no stat per slice): the read validates them
+        try:
+            numbered = sorted((int(m.group(1)), m.string) for m in map(SLICE_RE.match, os.listdir(source)) if m)
+        except OSError as exc:
+            raise InputError(source, f"cannot list folder ({exc.strerror or exc})", None) from None
+        if not numbered:
+            raise InputError(source, "no slice images", None)
+        first_file = source / numbered[0][1]
         try:
             from PIL import Image  # the header alone: no decode
 
-            with Image.open(files[0]) as im:
+            with Image.open(first_file) as im:
                 width, height = im.size
-                return (len(files), height, width), None, 1 if im.mode in ("1", "L", "LA", "P", "RGB", "RGBA") else 4
+                deep = im.mode not in ("1", "L", "LA", "P", "RGB", "RGBA")
+                return (len(numbered), height, width), None, 4 if deep else 1
         except Exception:  # noqa: BLE001 - any trouble (no Pillow, an odd file): decode it, which names the problem
-            first = get_decoder("auto")(files[0])
-            return (len(files), *first.shape), None, first.dtype.itemsize
+            first = get_decoder("auto")(first_file)
+            return (len(numbered), *first.shape), None, first.dtype.itemsize
     if source.suffix.lower() in MRC_SUFFIXES:
         shape, spacing = peek_mrc(source)
         return shape, spacing, 4

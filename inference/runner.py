@@ -220,6 +220,9 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
     except BaseException as exc:
         # on an interrupt and on an escaping error the submission is still written (unreached: -1)
         finish_after_error(run, exc)
+        if isinstance(exc, WriteError):
+            raise WriteError(exc.path, exc.problem, f"{exc.fix}; the results saved so far are kept: rerun the same "
+                             "command to resume") from None
         raise
     else:
         return _finish(run)

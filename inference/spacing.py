@@ -59,9 +59,10 @@ def load_spacing_table(csv_path: str | Path) -> dict[str, float]:
     csv_path = Path(csv_path)
     fix = "give a CSV with columns tomo_id,voxel_spacing (one row per tomogram, spacing in Å)"
     if not csv_path.is_file():
-        raise InputError(csv_path, "spacing CSV does not exist", "check the path")
+        raise InputError(csv_path, "spacing CSV does not exist" if not csv_path.exists() else
+                         "spacing CSV is not a file", "check the path")
     try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise InputError(csv_path, "spacing CSV is empty", fix) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:

@@ -93,6 +93,9 @@ def submission_order(found_ids: Sequence[str], sample_submission: str | Path | N
         return sorted(found_ids)
     path = Path(sample_submission)
     fix = "pass the competition's sample_submission.csv"
+    if not path.is_file():
+        raise InputError(path, "the sample submission does not exist" if not path.exists() else
+                         "the sample submission is not a file", fix)
     try:
         sample = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -481,7 +480,7 @@ def test_a_full_disk_mid_run_stops_in_one_line_and_the_rerun_resumes(models, tmp
     ids = tomograms(tmp_path / "in", 4)
     out = tmp_path / "sub.csv"
     _fail_writes(monkeypatch, "tomograms", errno.ENOSPC, after=2)
-    with pytest.raises(WriteError, match="No space left on device.*Fix: free disk space"):
+    with pytest.raises(WriteError, match="No space left on device.*Fix: free disk space.*rerun the same command"):
         run_predict(cfg(models, tmp_path / "in", out))
     assert_valid(out, ids)  # the last submission written stays valid
     assert len(list((tmp_path / "sub.csv.work" / "tomograms").glob("*.json"))) == 2
@@ -730,6 +729,7 @@ def test_duplicate_ids_in_the_sample_submission_are_named_and_written_once(model
     run_predict(cfg(models, tmp_path / "in", tmp_path / "sub.csv", sample_submission=sample))
     (msg,) = lines(caplog, logging.WARNING, str(sample), "lists 1 tomo_id(s) more than once", "tomo_1")
     (blank,) = lines(caplog, logging.WARNING, str(sample), "without a tomo_id", "line(s) 5")
+    assert sorted(ids) == ["tomo_0", "tomo_1"]
     assert_valid(tmp_path / "sub.csv", ["tomo_1", "tomo_0"])
 
 
@@ -817,7 +817,7 @@ def test_the_notebooks_predict_with_a_missing_interpreter_is_a_step_failure(tmp_
     assert_valid(root / "working" / "submission.csv", ["tomo_a", "tomo_b"])
 
 
-def test_a_build_into_a_folder_with_user_files_is_refused_and_deletes_nothing(tmp_path):
+def test_a_build_into_a_folder_with_user_files_is_refused_and_deletes_nothing(tmp_path):  # issue 11's guarantee
     from export.kaggle import ownership
 
     (tmp_path / "out").mkdir()
@@ -826,6 +826,34 @@ def test_a_build_into_a_folder_with_user_files_is_refused_and_deletes_nothing(tm
         ownership.check_writable(tmp_path / "out")
     assert str(tmp_path / "out") in str(err.value) and "\n" not in str(err.value)
     assert (tmp_path / "out" / "thesis.tex").read_text() == "years of work"
+
+
+def test_sigterm_writes_the_submission_and_exits_143(models, tmp_path):
+    big = tmp_path / "in"
+    big.mkdir()
+    for i in range(6):
+        np.save(big / f"tomo_{i}.npy", volume((64, 160, 160), seed=i))
+    proc = subprocess.Popen([sys.executable, "-m", "inference", "-q", "predict", "--manifest", str(models), "--input",
+                             str(big), "--output", str(tmp_path / "sub.csv"), "--workers", "0", "--no-progress"],
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60 and not list(_results(tmp_path).glob("*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM); what was done is saved")
+    sub = assert_valid(tmp_path / "sub.csv", [f"tomo_{i}" for i in range(6)])
+    assert len(sub) == 6
+
+
+def test_an_os_error_outside_our_checks_is_one_line_naming_the_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    rc = cli.main(["-q", "synth", "--out", str(tmp_path / "file" / "data"), "--n", "1", "--scale", "0.05",
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.startswith(f"error: {tmp_path / 'file' / 'data'}") and "Not a directory" in err and "Fix:" in err
 
 
 def test_a_hostile_file_name_reaches_the_notebook_as_a_literal(tmp_path):
