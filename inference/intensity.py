@@ -158,5 +158,7 @@ def to_0_255(data, lo: float, hi: float, xp=np):
 def describe(rule, lo: float, hi: float, stats: VoxelStats) -> str:
     """How a volume was mapped, for the log and the per-tomogram result."""
     how = "min/max" if rule.rule == "minmax" else f"the {rule.low:g}/{rule.high:g} percentiles"
+    if not hi > lo:
+        return f"{stats.dtype} voxels all {stats.vmin:.6g} (a constant volume) mapped to 0 by {how}"
     return (f"{stats.dtype} voxels {stats.vmin:.6g}..{stats.vmax:.6g} mapped to 0..255 by {how} "
             f"({lo:.6g} -> 0, {hi:.6g} -> 255, clipped)")

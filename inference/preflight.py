@@ -10,6 +10,8 @@
   whose header cannot be read is left to the read, which fails it with its own line.
 * Tomograms missing from a given spacing CSV are named in one WARNING (they use the MRC header or
   the default spacing).
+* The output is not one of the run's inputs (a tomogram, the manifest, a model, the spacing CSV, the
+  sample submission): writing the submission there would destroy it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ def estimate_bytes(shape: tuple[int, ...], spacing: float, itemsize: int, manife
         working = max(working, n * 4 * (2 + (m.channels if m.kind == "2d" else 1)))
     as_read = voxels * itemsize + (voxels * 4 if itemsize > 1 else 0)  # a float volume mapped to 0..255
     return as_read + sum(4 * n for n in per_geometry.values()) + working
+
+
+def check_output(output: Path, sources: list[Path], manifest, tables: list[Path]) -> None:
+    """InputError when ``output`` is one of the run's input files."""
+    inputs = {"a tomogram source": list(sources), "the manifest": [manifest.path],
+              "a member's model": [m.model for m in manifest.members], "an input table": list(tables)}
+    target = Path(output).resolve()
+    for what, paths in inputs.items():
+        if any(Path(p).resolve() == target for p in paths):
+            raise InputError(output, f"--output is {what}; writing the submission there would destroy it",
+                             "write the submission to another file, e.g. submission.csv")
 
 
 def check_inputs(sources: list[Path], manifest, table: dict[str, float] | None, default: float,

@@ -184,7 +184,9 @@ class ResultStore:
         self.lock.release()
 
     def path(self, tomo_id: str) -> Path:
-        return self.dir / workdir.TOMOGRAMS / f"{tomo_id}.json"
+        """``tomograms/<tomo_id>.json``; an id too long for a file name (with the temporary file's extra
+        characters) is shortened and made unique with a hash of it."""
+        return self.dir / workdir.TOMOGRAMS / f"{workdir.file_stem(tomo_id)}.json"
 
     def write(self, result: TomoResult) -> None:
         write_text_atomic(self.path(result.tomo_id), result.to_json())

@@ -113,6 +113,8 @@ class Run:
                       None if cfg.default_spacing is not None else cfg.manifest.path,
                       fix="give the voxel spacing in Å, e.g. 13.1")
         table = readers.load_spacing_table(cfg.spacing_csv) if cfg.spacing_csv else None
+        preflight.check_output(cfg.output, found.sources, cfg.manifest,
+                               [p for p in (cfg.spacing_csv, cfg.sample_submission) if p is not None])
         preflight.check_inputs(found.sources, cfg.manifest, table, default)
         self.order = submission_order(self.ids, cfg.sample_submission)
         options = {"decoder": cfg.decoder, "fp16": cfg.engine.fp16}

@@ -104,8 +104,27 @@ def _folder_reason(folder: Path, nested: bool = True) -> str | None:
     return f"no slice images named slice_<number>.jpg/.jpeg/.png/.tif/.tiff in the folder (found: {listing(names)})"
 
 
+def name_problem(name: str) -> str | None:
+    """Why a tomo_id cannot be written as it is (a submission row, a log line, a file name), or None."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "its name holds a control character (a newline, a tab): rename it"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8: rename it"
+    return None
+
+
+def shown(path: Path) -> str:
+    """A path for a log line: as it is, or quoted with escapes when its name would break the line."""
+    return repr(str(path)) if name_problem(path.name) else str(path)
+
+
 def classify(path: Path) -> str | None:
     """None when ``path`` is a tomogram source; else the reason it is not used."""
+    problem = name_problem(path.name)
+    if problem:
+        return problem
     if path.is_symlink() and not path.exists():
         return "a link that cannot be followed (its target is missing, or the links form a loop)"
     if path.is_dir():
@@ -167,7 +186,7 @@ def scan_sources(input_dir: str | Path, *, report: bool = True) -> Listing:
     found.sources = sorted((ps[0] for ps in by_id.values() if len(ps) == 1), key=lambda p: (tomo_id_of(p), p.name))
     if report:
         for p, reason in found.skipped:
-            logger.warning("not a tomogram, not used: %s: %s", p, reason)
+            logger.warning("not a tomogram, not used: %s: %s", shown(p), reason)
     if not found.sources and not found.duplicates:
         visible = [p for p in entries if not p.name.startswith(".")]
         what = "is empty" if not visible else f"holds no tomograms ({len(visible)} entries, none usable: see above)"

@@ -83,6 +83,18 @@ def source_stamp(source: str | Path) -> str:
         return f"unreadable:{exc.errno}"
 
 
+_MAX_STEM_BYTES = 200  # a file name has 255 bytes; the temporary file adds '.', '.json.' and 8 characters
+
+
+def file_stem(tomo_id: str) -> str:
+    """The result file's name without ``.json``: the tomo_id, or for a very long one its first characters and
+    a hash of the whole (still unique, still readable)."""
+    if len(tomo_id.encode("utf-8", "surrogateescape")) <= _MAX_STEM_BYTES:
+        return tomo_id
+    head = tomo_id.encode("utf-8", "surrogateescape")[:120].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha256(tomo_id.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
+
+
 def result_key(options: str, stamp: str) -> str:
     return hashlib.sha256(f"{options}|{stamp}".encode()).hexdigest()[:40]
 

@@ -184,6 +184,20 @@ def test_duplicate_sources_fail_that_tomogram_alone_and_a_rerun_after_the_fix_ru
     assert not res.failures and res.results["tomo_0"].status == "ok"
 
 
+def test_names_that_would_break_a_line_or_a_file_name(models, tmp_path, caplog):
+    ids = tomograms(tmp_path / "in", 1)
+    long_id = "tomo_" + "L" * 240  # its result file name is shortened with a hash; the submission keeps the id
+    np.save(tmp_path / "in" / f"{long_id}.npy", volume(seed=2))
+    np.save(tmp_path / "in" / "tomo_a\nb.npy", volume(seed=3))
+    with open(os.fsencode(tmp_path / "in") + b"/tomo_\xff.npy", "wb") as fh:
+        fh.write((tmp_path / "in" / "tomo_0.npy").read_bytes())
+    res = run_predict(cfg(models, tmp_path / "in", tmp_path / "sub.csv"))
+    assert lines(caplog, logging.WARNING, "'" + str(tmp_path / "in" / "tomo_a\\nb.npy") + "'", "control character")
+    assert lines(caplog, logging.WARNING, "not valid UTF-8")
+    assert not res.failures and res.results[long_id].status == "ok"
+    assert_valid(tmp_path / "sub.csv", sorted(ids + [long_id]))
+
+
 def test_extra_files_in_a_slice_folder_are_named(models, tmp_path, caplog):
     from PIL import Image
 
@@ -707,6 +721,28 @@ def test_a_work_dir_that_is_a_file_is_one_line(models, tmp_path):
     with pytest.raises(InputError, match="the work folder is a file"):
         run_predict(cfg(models, tmp_path / "in", tmp_path / "sub.csv", work_dir=tmp_path / "work"))
     assert (tmp_path / "work").read_text() == "x"
+
+
+def test_a_member_without_a_peak_on_a_tomogram_is_no_candidate_not_a_failure(models, tmp_path):
+    ids = tomograms(tmp_path / "in", 2)  # noise: no peak above min_conf
+    manifest = variant(models, tmp_path / "m", decode={"nms_kernel": 3, "min_conf": 0.99, "top_k": 5,
+                                                       "nms_radius_A": 1000.0})
+    res = run_predict(cfg(manifest, tmp_path / "in", tmp_path / "sub.csv"))
+    assert not res.failures and all(r.fused == [] for r in res.results.values())
+    assert_valid(tmp_path / "sub.csv", ids)
+
+
+@pytest.mark.parametrize("target", ["sample", "manifest", "tomogram"])
+def test_an_output_that_is_an_input_is_refused_before_anything_is_written(models, tmp_path, target):
+    ids = tomograms(tmp_path / "in", 2)
+    sample = tmp_path / "sample.csv"
+    sample.write_text("tomo_id,Motor axis 0,Motor axis 1,Motor axis 2\ntomo_0,0,0,0\ntomo_1,0,0,0\n")
+    manifest = variant(models, tmp_path / "m")
+    out = {"sample": sample, "manifest": manifest, "tomogram": tmp_path / "in" / "tomo_1.npy"}[target]
+    before = out.read_bytes()
+    with pytest.raises(InputError, match="writing the submission there would destroy it"):
+        run_predict(cfg(manifest, tmp_path / "in", out, sample_submission=sample))
+    assert out.read_bytes() == before and len(ids) == 2
 
 
 # ------------------------------------------------------------------------------ 5. quiet fallbacks
