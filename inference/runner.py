@@ -227,7 +227,7 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
                              "command to resume") from None
         raise
     else:
-        return _finish(run)
+        return finish_run(run)
     finally:
         run.close()
 
@@ -236,9 +236,12 @@ def finish_after_error(run: Run, exc: BaseException) -> None:
     """Write what can be written after ``exc`` stopped the run; a write that fails again is logged, not raised
     (the error that stopped the run is the one the user sees)."""
     try:
-        _finish(run)
+        finish_run(run)
     except WriteError as again:  # the same disk, most likely: only a different cause is worth a line
         (logger.debug if isinstance(exc, WriteError) else logger.error)("%s", one_line(again))
+    except Exception as again:  # noqa: BLE001 - never hide the error that stopped the run
+        logger.error("the submission could not be written after the run stopped: %s", one_line(again))
+        logger.debug("the traceback", exc_info=again)
 
 
 def _set_workers(guard):
@@ -284,7 +287,7 @@ def _run_in_process(run: Run, engine_factory, planner) -> None:
 # ------------------------------------------------------------------------------------- finish
 
 
-def _finish(run: Run) -> PredictResult:
+def finish_run(run: Run) -> PredictResult:
     cfg, results = run.cfg, run.results
     ok = {t: r for t, r in results.items() if r.status == "ok"}
     names = [n for n, _ in cfg.manifest.inputs]  # members, or <member>@<tta> for separate TTAs
