@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from export.kaggle.dry_run import DryRunError
     from export.kaggle.package_wheel import WheelBuildError
     from export.kaggle.profile import ProfileError
-    from inference.errors import EngineError, InputError
+    from inference.errors import EngineError, InputError, one_line, write_error
 
     missing = missing_tool(args)
     if missing:
@@ -188,6 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder: one line naming the file (-v: the traceback)
+        logging.getLogger("build_submission").debug("the traceback", exc_info=exc)
+        if exc.filename and exc.errno is not None:  # a copy names its destination second
+            print(f"error: {write_error(exc.filename2 or exc.filename, exc, 'cannot read or write')}", file=sys.stderr)
+            return 2
+        print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
+        logging.getLogger("build_submission").debug("the traceback", exc_info=exc)
+        print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -406,8 +406,8 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
         return 130
     except OSError as exc:  # a write or read outside our checks: still one line naming the file
         logger.debug("the traceback", exc_info=exc)
-        if exc.filename and exc.errno is not None:
-            print(f"error: {write_error(exc.filename, exc, 'cannot read or write')}", file=sys.stderr)
+        if exc.filename and exc.errno is not None:  # a copy names its destination second
+            print(f"error: {write_error(exc.filename2 or exc.filename, exc, 'cannot read or write')}", file=sys.stderr)
             return 2
         print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
         return 1

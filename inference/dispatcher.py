@@ -38,7 +38,7 @@ class _WorkerState:
 
 
 def run_workers(run, planner, worker_entry=None, on_workers: Callable[[int], None] | None = None) -> None:
-    """Run ``run.pending`` on worker processes (see the module docstring); ``run`` is a :class:`inference.runner.Run`."""
+    """Run ``run.pending`` on worker processes (the module docstring); ``run``: an :class:`inference.runner.Run`."""
     from multiprocessing.connection import wait
 
     from inference.worker import Task, WorkerSpec, worker_main

@@ -49,8 +49,8 @@ def check_engine(member, engine, sample: tuple[int, ...], xp=np) -> None:
                            "finite will fail", who)
         return
     if len(shape) != len(want):
-        problem = (f"answers a window {list(window)} with an output of rank {len(shape)} {list(shape)}; a {member.kind} "
-                   f"member's output is (N, 1, {', '.join(f'{a}/stride' for a in ('D', 'H', 'W')[-len(cells):])}) "
+        problem = (f"answers a window {list(window)} with an output of rank {len(shape)} {list(shape)}; "
+                   f"a {member.kind} member's output is (N, 1, {', '.join(f'{a}/stride' for a in ('D', 'H', 'W')[-len(cells):])}) "
                    f"= {list(want)}")
     elif shape[0] != 1:
         problem = f"answers a batch of 1 window with {shape[0]} outputs {list(shape)}"

@@ -158,7 +158,8 @@ def read_record(folder: Path) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(path, f"corrupt run record ({type(exc).__name__}: {exc})", _FIX_CORRUPT) from None
-    if not isinstance(record, dict) or record.get("format") not in (1, FORMAT) or not isinstance(record.get("key"), str):
+    valid = isinstance(record, dict) and record.get("format") in (1, FORMAT) and isinstance(record.get("key"), str)
+    if not valid:
         raise InputError(path, "corrupt run record (not a motorfinder run record: no format and key)", _FIX_CORRUPT)
     return record
 
