@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -97,11 +98,28 @@ def _add_predict(sub) -> None:
     p.set_defaults(func=_run_predict)
 
 
+def _check_predict_options(args) -> None:
+    """Options that would otherwise fail every tomogram (or nothing): one line before any work."""
+    from inference.decoders import get_decoder
+
+    if args.deadline_h is not None and not (math.isfinite(args.deadline_h) and args.deadline_h > 0):
+        raise InputError(None, f"--deadline-h {args.deadline_h} must be a number of hours > 0",
+                         "pass the hours left, e.g. 8.5")
+    if args.workers < 0 or args.retries < 0:
+        raise InputError(None, "--workers and --retries must be >= 0", "pass e.g. --workers 2 --retries 1")
+    for name in ("threads", "read_threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(None, f"--{name.replace('_', '-')} {value} must be >= 1", "pass 1 or more, or leave it out")
+    get_decoder(args.decoder)  # an unknown or missing decoder: its own one-line error, now
+
+
 def _run_predict(args) -> int:
     from inference.engines import EngineOptions
     from inference.manifest import load_manifest
     from inference.runner import PredictConfig, run_predict
 
+    _check_predict_options(args)
     cfg = PredictConfig(
         manifest=load_manifest(args.manifest),
         input_dir=args.input,
@@ -123,10 +141,6 @@ def _run_predict(args) -> int:
         retries=args.retries,
         deadline_h=args.deadline_h,
     )
-    if args.deadline_h is not None and args.deadline_h <= 0:
-        raise InputError(None, f"--deadline-h {args.deadline_h} must be > 0", "pass the hours left, e.g. 8.5")
-    if args.workers < 0 or args.retries < 0:
-        raise InputError(None, "--workers and --retries must be >= 0", "pass e.g. --workers 2 --retries 1")
     result = run_predict(cfg)
     print(f"wrote {args.output}: {result.decision.describe()}; "
           f"{len(result.failures)} failed; stages: {result.timer.summary()}")

@@ -312,6 +312,22 @@ def test_a_float_volume_of_whole_0_255_values_is_8bit_data_bit_for_bit(models, m
     assert not lines(caplog, logging.INFO, "mapped to 0..255")
 
 
+def test_16bit_png_slices_reach_an_affine_member_as_0_255(models, motor, tmp_path, caplog):
+    from PIL import Image
+
+    root, vol8, norm = motor
+    manifest = variant(models, tmp_path / "m", normalize=norm)
+    caplog.set_level(logging.INFO)
+    folder = tmp_path / "in" / "tomo_p"
+    folder.mkdir(parents=True)
+    for z, plane in enumerate(vol8.astype(np.uint16) * 257):  # 0..65535
+        Image.fromarray(plane).save(folder / f"slice_{z:04d}.png")
+    res = run_predict(cfg(manifest, tmp_path / "in", tmp_path / "sub.csv", default_spacing=16.0))
+    assert lines(caplog, logging.INFO, "tomo_p: float32 voxels 0..65535 mapped to 0..255")
+    assert _top(res, "tomo_p")[3] > 0.5
+    assert_valid(tmp_path / "sub.csv", ["tomo_p"])
+
+
 def test_a_float_mrc_with_minmax_rule_is_mapped_and_logged(models, motor, tmp_path, caplog):
     root, vol8, norm = motor
     manifest = variant(models, tmp_path / "m", normalize=norm, intensity={"rule": "minmax"})
@@ -881,6 +897,23 @@ def test_sigterm_writes_the_submission_and_exits_143(models, tmp_path):
     assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM); what was done is saved")
     sub = assert_valid(tmp_path / "sub.csv", [f"tomo_{i}" for i in range(6)])
     assert len(sub) == 6
+
+
+@pytest.mark.parametrize("option,needle", [
+    (["--read-threads", "0"], "--read-threads 0 must be >= 1"),
+    (["--threads", "-2"], "--threads -2 must be >= 1"),
+    (["--decoder", "bogus"], "unknown slice decoder 'bogus'"),
+    (["--deadline-h", "nan"], "--deadline-h nan must be a number of hours > 0"),
+    (["--workers", "-1"], "--workers and --retries must be >= 0"),
+])
+def test_an_option_that_would_fail_every_tomogram_is_one_line_before_any_work(models, tmp_path, capsys, option,
+                                                                              needle):
+    tomograms(tmp_path / "in", 1)
+    rc = cli.main(["-q", "predict", "--manifest", str(models), "--input", str(tmp_path / "in"), "--output",
+                   str(tmp_path / "sub.csv"), *option])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and needle in err and "Fix:" in err and err.count("\n") == 1
+    assert not (tmp_path / "sub.csv").exists()
 
 
 def test_an_os_error_outside_our_checks_is_one_line_naming_the_file(tmp_path, capsys):
