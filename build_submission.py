@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only folder: one line naming the file (-v: the traceback)
         logging.getLogger("build_submission").debug("the traceback", exc_info=exc)
         if exc.filename and exc.errno is not None:  # a copy names its destination second
-            print(f"error: {write_error(exc.filename2 or exc.filename, exc, 'cannot read or write')}", file=sys.stderr)
+            where = exc.filename2 or exc.filename
+            print(f"error: {write_error(where, exc, 'cannot read or write')}", file=sys.stderr)
             return 2
         print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
         return 1

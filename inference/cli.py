@@ -110,7 +110,8 @@ def _check_predict_options(args) -> None:
     for name in ("threads", "read_threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise InputError(None, f"--{name.replace('_', '-')} {value} must be >= 1", "pass 1 or more, or leave it out")
+            raise InputError(None, f"--{name.replace('_', '-')} {value} must be >= 1",
+                             "pass 1 or more, or leave it out")
     get_decoder(args.decoder)  # an unknown or missing decoder: its own one-line error, now
 
 
@@ -413,7 +414,8 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Terminated:
-        print("terminated (SIGTERM); what was done is saved: rerun the same command to resume", file=sys.stderr)
+        resume = "; what was done is saved: rerun the same command to resume" if args.func is _run_predict else ""
+        print(f"terminated (SIGTERM){resume}", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -421,7 +423,8 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
     except OSError as exc:  # a write or read outside our checks: still one line naming the file
         logger.debug("the traceback", exc_info=exc)
         if exc.filename and exc.errno is not None:  # a copy names its destination second
-            print(f"error: {write_error(exc.filename2 or exc.filename, exc, 'cannot read or write')}", file=sys.stderr)
+            where = exc.filename2 or exc.filename
+            print(f"error: {write_error(where, exc, 'cannot read or write')}", file=sys.stderr)
             return 2
         print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
         return 1

@@ -185,6 +185,11 @@ def run_workers(run, planner, worker_entry=None, on_workers: Callable[[int], Non
             for w in list(workers.values()):
                 if w.waiting and (pending or not remaining):
                     give(w)
+        for w in list(workers.values()):  # the others finished the run first: still say who could not start
+            drain(w)
+            if not w.started and w.fatal:
+                where = f"GPU {w.spec.device_id}" if w.spec.device == "cuda" else f"CPU worker {w.spec.wid}"
+                logger.warning("%s could not start (%s); the others did the work", where, w.fatal)
     finally:
         bar.close()
         for w in workers.values():

@@ -211,7 +211,7 @@ class MemberPredictor:
         marks the cells no window reached on the resized grid, which decoding never picks)."""
         xp, m = self.xp, self.member
         nan = int(self._nan)
-        bad = {name: int(xp.count_nonzero(xp.isnan(h) | xp.isposinf(h))) for name, h in heats.items()}
+        bad = {name: int(xp.count_nonzero(xp.isnan(h) | (h == xp.inf))) for name, h in heats.items()}
         if nan or any(bad.values()):
             what = (f"{nan} NaN value(s) among its {int(self._values)} window output values" if nan else
                     "a heatmap with NaN or infinite cells (" + ", ".join(f"{n}: {c}" for n, c in bad.items() if c)

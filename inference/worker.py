@@ -138,7 +138,10 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
 
 
 def _quit() -> None:
-    """End this worker process at once and quietly (its dispatcher is gone; there is nothing to save)."""
+    """End this worker at once and quietly (its dispatcher is gone; there is nothing to save): the process
+    when it is a worker process, only the calling thread otherwise (a test driving worker_main in a thread)."""
+    if mp.parent_process() is None:
+        raise SystemExit(0)
     logging.shutdown()
     os._exit(0)
 
