@@ -69,8 +69,10 @@ def _add_predict(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="CPU worker processes (default 1; 0 runs in this "
                    "process, without crash isolation)")
     p.add_argument("--work-dir", type=Path, default=None, help="per-tomogram results, for resuming (default "
-                   "<output>.work)")
-    p.add_argument("--restart", action="store_true", help="discard the results in the work folder and start over")
+                   "<output>.work): reused when their inputs are unchanged, failed ones retried; one live run "
+                   "at a time")
+    p.add_argument("--restart", action="store_true", help="discard the results in the work folder and start over "
+                   "(removes only the files a run wrote there)")
     p.add_argument("--retries", type=int, default=1, help="re-runs of a tomogram whose worker died (default 1)")
     p.add_argument("--deadline-h", type=float, default=None, help="time budget in hours from the start of predict: "
                    "when the projected finish exceeds it, drop TTA, then the lowest-weight members, then keep the "

@@ -115,7 +115,8 @@ class Run:
         table = readers.load_spacing_table(cfg.spacing_csv) if cfg.spacing_csv else None
         preflight.check_output(cfg.output, found.sources, cfg.manifest,
                                [p for p in (cfg.spacing_csv, cfg.sample_submission) if p is not None])
-        preflight.check_inputs(found.sources, cfg.manifest, table, default)
+        preflight.check_inputs(found.sources, cfg.manifest, table, default,
+                               on_gpu=bool(cfg.devices) or cfg.engine.device == "cuda")
         self.order = submission_order(self.ids, cfg.sample_submission)
         options = {"decoder": cfg.decoder, "fp16": cfg.engine.fp16}
         self.options_key = workdir.options_key(cfg.manifest.path, [m.model for m in cfg.manifest.members],

@@ -811,14 +811,19 @@ def test_a_header_spacing_outside_1_to_100_is_ignored_with_a_warning(models, tmp
 
 def test_a_resample_that_cannot_fit_in_memory_is_an_error_before_any_work(models, tmp_path, monkeypatch):
     tomograms(tmp_path / "in", 2)
-    monkeypatch.setattr(preflight, "available_memory", lambda: 2**20)  # 1 MiB
+    monkeypatch.setattr(preflight, "machine_memory", lambda: 2**20)  # 1 MiB
     with pytest.raises(InputError) as err:
         run_predict(cfg(models, tmp_path / "in", tmp_path / "sub.csv", default_spacing=100.0))
     text = str(err.value)
     assert text.startswith(str(tmp_path / "in" / "tomo_0.npy")) and "at 100 Å (from the default)" in text
-    assert "more than the 0.0 GiB of memory available" in text and "Å, not nm" in text
+    assert "more than this machine's 0.0 GiB of memory" in text and "Å, not nm" in text
     assert not (tmp_path / "sub.csv").exists()
-    assert preflight.estimate_bytes((500, 1000, 1000), 100.0, 1, load_manifest(models)) > 100 * 2**30
+    manifest = load_manifest(models)
+    assert preflight.estimate_bytes((500, 1000, 1000), 100.0, 1, manifest) > 100 * 2**30  # 100 Å: ~6x per axis
+    # the largest BYU tomogram at 13.1 Å fits a 29 GiB Kaggle machine; given 90 Å (a typo) it cannot fit any
+    assert preflight.estimate_bytes((500, 1912, 1847), 13.1, 1, manifest) < 20 * 2**30
+    assert preflight.estimate_bytes((500, 1912, 1847), 90.0, 1, manifest) > 1000 * 2**30
+    assert preflight.estimate_bytes((500, 1912, 1847), 90.0, 1, manifest, on_gpu=True) < 2 * 2**30  # host part
 
 
 # ----------------------------------------------------------------------- 6. the Kaggle runtime, builds
