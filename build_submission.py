@@ -164,13 +164,13 @@ def run(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    from inference.cli import configure_logging
+    from inference.cli import configure_logging, report_unexpected
 
     configure_logging(level)
     from export.kaggle.dry_run import DryRunError
     from export.kaggle.package_wheel import WheelBuildError
     from export.kaggle.profile import ProfileError
-    from inference.errors import EngineError, InputError, one_line, write_error
+    from inference.errors import EngineError, InputError
 
     missing = missing_tool(args)
     if missing:
@@ -188,18 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:  # a full disk, a read-only folder: one line naming the file (-v: the traceback)
-        logging.getLogger("build_submission").debug("the traceback", exc_info=exc)
-        if exc.filename and exc.errno is not None:  # a copy names its destination second
-            where = exc.filename2 or exc.filename
-            print(f"error: {write_error(where, exc, 'cannot read or write')}", file=sys.stderr)
-            return 2
-        print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
-        return 1
-    except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
-        logging.getLogger("build_submission").debug("the traceback", exc_info=exc)
-        print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
-        return 1
+    except Exception as exc:  # noqa: BLE001 - a full disk, a read-only folder, the unforeseen: one line
+        return report_unexpected(exc)
     return 0
 
 

@@ -422,21 +422,23 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:  # a write or read outside our checks: still one line naming the file
-        logger.debug("the traceback", exc_info=exc)
-        if exc.filename and exc.errno is not None:  # a copy names its destination second
-            where = exc.filename2 or exc.filename
-            print(f"error: {write_error(where, exc, 'cannot read or write')}", file=sys.stderr)
-            return 2
-        print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
-        return 1
     except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
-        logger.debug("the traceback", exc_info=exc)
-        print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
-        return 1
+        return report_unexpected(exc)
     finally:
         if main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def report_unexpected(exc: Exception) -> int:
+    """One ``error:`` line for an exception no check foresaw (the traceback at DEBUG, ``-v``); the exit code:
+    2 for an OSError naming its file (a full disk, a read-only folder), 1 otherwise."""
+    logger.debug("the traceback", exc_info=exc)
+    if isinstance(exc, OSError) and exc.filename and exc.errno is not None:
+        where = exc.filename2 or exc.filename  # a copy names its destination second
+        print(f"error: {write_error(where, exc, 'cannot read or write')}", file=sys.stderr)
+        return 2
+    print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
+    return 1
 
 
 class Terminated(KeyboardInterrupt):
