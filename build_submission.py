@@ -165,7 +165,7 @@ def run(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    from inference.cli import configure_logging
+    from inference.cli import configure_logging, report_unexpected
 
     configure_logging(level)
     from export.kaggle.dry_run import DryRunError
@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a full disk, a read-only folder, the unforeseen: one line
+        return report_unexpected(exc)
     return 0
 
 

@@ -1,18 +1,23 @@
 """``python -m inference``: the command line. Each subcommand's ``--help`` documents every option.
 
 Bad input ends with one line ``error: <file>: <problem>. Fix: <what to do>`` and exit code 2,
-never a traceback from inside a library.
+never a traceback from inside a library; a file that cannot be written (read-only folder, full
+disk) too. Anything unexpected ends with one ``error:`` line and exit code 1; ``-v`` adds the
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from inference import __version__
-from inference.errors import EngineError, InputError
+from inference.errors import EngineError, InputError, one_line, write_error
 
 logger = logging.getLogger("inference")
 
@@ -64,8 +69,10 @@ def _add_predict(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="CPU worker processes (default 1; 0 runs in this "
                    "process, without crash isolation)")
     p.add_argument("--work-dir", type=Path, default=None, help="per-tomogram results, for resuming (default "
-                   "<output>.work)")
-    p.add_argument("--restart", action="store_true", help="discard the results in the work folder and start over")
+                   "<output>.work): reused when their inputs are unchanged, failed ones retried; one live run "
+                   "at a time")
+    p.add_argument("--restart", action="store_true", help="discard the results in the work folder and start over "
+                   "(removes only the files a run wrote there)")
     p.add_argument("--retries", type=int, default=1, help="re-runs of a tomogram whose worker died (default 1)")
     p.add_argument("--deadline-h", type=float, default=None, help="time budget in hours from the start of predict: "
                    "when the projected finish exceeds it, drop TTA, then the lowest-weight members, then keep the "
@@ -93,11 +100,29 @@ def _add_predict(sub) -> None:
     p.set_defaults(func=_run_predict)
 
 
+def _check_predict_options(args) -> None:
+    """Options that would otherwise fail every tomogram (or nothing): one line before any work."""
+    from inference.decoders import get_decoder
+
+    if args.deadline_h is not None and not (math.isfinite(args.deadline_h) and args.deadline_h > 0):
+        raise InputError(None, f"--deadline-h {args.deadline_h} must be a number of hours > 0",
+                         "pass the hours left, e.g. 8.5")
+    if args.workers < 0 or args.retries < 0:
+        raise InputError(None, "--workers and --retries must be >= 0", "pass e.g. --workers 2 --retries 1")
+    for name in ("threads", "read_threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(None, f"--{name.replace('_', '-')} {value} must be >= 1",
+                             "pass 1 or more, or leave it out")
+    get_decoder(args.decoder)  # an unknown or missing decoder: its own one-line error, now
+
+
 def _run_predict(args) -> int:
     from inference.engines import EngineOptions
     from inference.manifest import load_manifest
     from inference.runner import PredictConfig, run_predict
 
+    _check_predict_options(args)
     cfg = PredictConfig(
         manifest=load_manifest(args.manifest),
         input_dir=args.input,
@@ -119,10 +144,6 @@ def _run_predict(args) -> int:
         retries=args.retries,
         deadline_h=args.deadline_h,
     )
-    if args.deadline_h is not None and args.deadline_h <= 0:
-        raise InputError(None, f"--deadline-h {args.deadline_h} must be > 0", "pass the hours left, e.g. 8.5")
-    if args.workers < 0 or args.retries < 0:
-        raise InputError(None, "--workers and --retries must be >= 0", "pass e.g. --workers 2 --retries 1")
     result = run_predict(cfg)
     print(f"wrote {args.output}: {result.decision.describe()}; "
           f"{len(result.failures)} failed; stages: {result.timer.summary()}")
@@ -386,14 +407,46 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         return int(args.func(args) or 0)
     except errors as exc:
+        logger.debug("the traceback", exc_info=exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        resume = "; what was done is saved: rerun the same command to resume" if args.func is _run_predict else ""
+        print(f"terminated (SIGTERM){resume}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user; the traceback with -v
+        return report_unexpected(exc)
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def report_unexpected(exc: Exception) -> int:
+    """One ``error:`` line for an exception no check foresaw (the traceback at DEBUG, ``-v``); the exit code:
+    2 for an OSError naming its file (a full disk, a read-only folder), 1 otherwise."""
+    logger.debug("the traceback", exc_info=exc)
+    if isinstance(exc, OSError) and exc.filename and exc.errno is not None:
+        where = exc.filename2 or exc.filename  # a copy names its destination second
+        print(f"error: {write_error(where, exc, 'cannot read or write')}", file=sys.stderr)
+        return 2
+    print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
+    return 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, ``kill``): unwinds like Ctrl-C, so the submission is written on the way out."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,8 @@ the key and the manifest path. Paths inside the manifest are relative to the man
 
 Schema (keys not listed here are errors; defaults in brackets)::
 
-    target_spacing: 16.0          # Å; every member sees volumes resampled to it
-    default_spacing: 13.1         # [13.1] Å, for tomograms with no spacing in a CSV or header
+    target_spacing: 16.0          # Å (1-100); every member sees volumes resampled to it
+    default_spacing: 13.1         # [13.1] Å (1-100), for tomograms with no spacing in a CSV or header
     members:                      # one or more
       - name: x3d_m               # unique, [A-Za-z0-9_.-]
         kind: 3d                  # 3d: (N,1,D,H,W) -> (N,1,D/s,H/s,W/s); 2d: (N,C,H,W) -> (N,1,H/s,W/s)
@@ -34,6 +34,13 @@ Schema (keys not listed here are errors; defaults in brackets)::
         tta_scope: volume         # [volume] | window: transform each window, invert its output
         tta_merge: mean           # [mean] | separate: one heatmap, decode and fusion input per TTA
         slices: {window: 3, step: 3, cell: 4}      # 2d only [absent]: the recipe's slice windows
+        intensity: {rule: percentiles, low: 0.5, high: 99.5}
+                                  # how a volume that is NOT 8-bit (16-bit, float MRC/npy/TIFF) reaches
+                                  # the 0..255 range that a fixed mean/std and quantize: uint8 assume:
+                                  # percentiles (low -> 0, high -> 255, clipped) | minmax | raw (as it
+                                  # is: mean/std are for the data's own units). Also the string form
+                                  # `intensity: raw`. [percentiles 0.5/99.5 with a fixed mean/std or
+                                  # quantize: uint8; raw for zscore]. 8-bit data is never mapped.
     threshold: {quantile: 0.55}   # or {fixed: 0.5}; plus keep_equal: [false] | true; a tomogram is
                                   # "no motor" when its best conf is <= it (< it with keep_equal)
     fusion: {method: wbf, dist_A: 1000.0, conf_type: avg, skip_conf: 0.0, rescale: members}
@@ -58,10 +65,12 @@ import yaml
 from inference.engines import ENGINES
 from inference import manifest_blocks as blocks
 from inference.errors import InputError
+from inference.spacing import SPACING_RANGE_A
 from inference.manifest_blocks import Ctx
 from inference.manifest_types import (  # re-exported: the manifest's types are importable from here
     Decode,
     Fusion,
+    Intensity,
     Manifest,
     Member,
     Normalize,
@@ -73,8 +82,8 @@ from inference.manifest_types import (  # re-exported: the manifest's types are 
 )
 from inference.tta import parse_tta
 
-__all__ = ["Decode", "Fusion", "Manifest", "Member", "Normalize", "Resample", "Slices", "Stitch", "Threshold",
-           "Windows", "load_manifest", "parse_manifest", "read_manifest_yaml"]
+__all__ = ["Decode", "Fusion", "Intensity", "Manifest", "Member", "Normalize", "Resample", "Slices", "Stitch",
+           "Threshold", "Windows", "load_manifest", "parse_manifest", "read_manifest_yaml"]
 
 MODEL_SUFFIXES = tuple(ENGINES)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -83,7 +92,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _MEMBER_KEYS = {
     "name", "kind", "model", "patch", "stride", "overlap", "normalize", "activation", "tta",
     "weight", "stitch", "batch_size", "decode", "channels", "slice_spacing",
-    "resample", "windows", "tta_scope", "tta_merge", "slices",
+    "resample", "windows", "tta_scope", "tta_merge", "slices", "intensity",
 }
 
 
@@ -181,6 +190,7 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True) -> Member:
         tta_scope=ctx.choice(data.get("tta_scope", "volume"), f"{key}.tta_scope", ("volume", "window")),
         tta_merge=tta_merge,
         slices=slices,
+        intensity=blocks.intensity(ctx, data.get("intensity"), f"{key}.intensity"),
     )
 
 
@@ -204,10 +214,12 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
         raise ctx.fail("members", f"duplicate member name(s): {', '.join(dupes)}")
     return Manifest(
         path=Path(path).resolve(),
-        target_spacing=ctx.number(data["target_spacing"], "target_spacing", lo=0.0, lo_open=True),
+        target_spacing=ctx.number(data["target_spacing"], "target_spacing", lo=SPACING_RANGE_A[0],
+                                  hi=SPACING_RANGE_A[1]),
         members=members,
         threshold=blocks.threshold(ctx, data["threshold"]),
-        default_spacing=ctx.number(data.get("default_spacing", 13.1), "default_spacing", lo=0.0, lo_open=True),
+        default_spacing=ctx.number(data.get("default_spacing", 13.1), "default_spacing", lo=SPACING_RANGE_A[0],
+                                   hi=SPACING_RANGE_A[1]),
         fusion=blocks.fusion(ctx, data.get("fusion")),
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.errors import InputError
-from inference.manifest_types import Decode, Fusion, Normalize, Resample, Slices, Stitch, Threshold, Windows
+from inference.manifest_types import Decode, Fusion, Intensity, Normalize, Resample, Slices, Stitch, Threshold, Windows
 
 
 class Ctx:
@@ -85,6 +85,26 @@ def normalize(ctx: Ctx, value: Any, key: str) -> Normalize:
         mean=ctx.number(data["mean"], f"{key}.mean"),
         std=ctx.number(data["std"], f"{key}.std", lo=0.0, lo_open=True),
     )
+
+
+INTENSITY_RULES = ("percentiles", "minmax", "raw")
+
+
+def intensity(ctx: Ctx, value: Any, key: str) -> Intensity | None:
+    """Absent: None (the member's default); a rule name; or ``{rule, low, high}`` (percentiles)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return Intensity(rule=ctx.choice(value, key, INTENSITY_RULES))
+    data = ctx.block(value, key, {"rule", "low", "high"})
+    rule = ctx.choice(data.get("rule", Intensity.rule), f"{key}.rule", INTENSITY_RULES)
+    if rule != "percentiles" and ("low" in data or "high" in data):
+        raise ctx.fail(key, f"low/high go with rule: percentiles, not {rule}", "drop them or use percentiles")
+    low = ctx.number(data.get("low", Intensity.low), f"{key}.low", lo=0.0, hi=100.0)
+    high = ctx.number(data.get("high", Intensity.high), f"{key}.high", lo=0.0, hi=100.0)
+    if not low < high:
+        raise ctx.fail(key, f"low {low:g} must be below high {high:g}", "e.g. {low: 0.5, high: 99.5}")
+    return Intensity(rule=rule, low=low, high=high)
 
 
 def decode(ctx: Ctx, value: Any, key: str) -> Decode:

@@ -20,6 +20,20 @@ class Normalize:
 
 
 @dataclass(frozen=True)
+class Intensity:
+    """How a volume that is not 8-bit reaches the 0..255 range a member's fixed ``mean``/``std`` (and
+    ``resample.quantize: uint8``) assume (:mod:`inference.intensity`): ``percentiles`` (``low`` -> 0,
+    ``high`` -> 255, clipped), ``minmax``, or ``raw`` (values as they are)."""
+
+    rule: str = "percentiles"
+    low: float = 0.5
+    high: float = 99.5
+
+    def describe(self) -> str:
+        return f"percentiles {self.low:g}/{self.high:g}" if self.rule == "percentiles" else self.rule
+
+
+@dataclass(frozen=True)
 class Decode:
     nms_kernel: int = 3
     min_conf: float = 0.02
@@ -93,10 +107,21 @@ class Member:
     tta_scope: str = "volume"   # volume | window
     tta_merge: str = "mean"     # mean | separate
     slices: Slices | None = None  # 2d only; None: every slice a window centre
+    intensity: Intensity | None = None  # None: the default for the normalisation (see intensity_rule)
 
     def __post_init__(self):
         if isinstance(self.stitch, str):
             object.__setattr__(self, "stitch", Stitch(mode=self.stitch))
+
+    @property
+    def intensity_rule(self) -> Intensity | None:
+        """The rule for volumes that are not 8-bit; None: the values are used as they are. Unless the
+        manifest names one: percentiles 0.5/99.5 for a fixed mean/std or ``quantize: uint8`` (they assume
+        0..255), none for a z-scored member (a z-score does not depend on the scale)."""
+        rule = self.intensity
+        if rule is None:
+            rule = Intensity() if self.normalize.mode == "affine" or self.resample.quantize == "uint8" else None
+        return None if rule is None or rule.rule == "raw" else rule
 
     @property
     def spatial_axes(self) -> str:

@@ -16,7 +16,10 @@ def greedy_nms(points: np.ndarray, radius: float, max_keep: int | None = None) -
 
     ``points``: (K, D) coordinates in one unit (Å here), best first; ``radius`` in that unit.
     """
-    pts = np.asarray(points, dtype=np.float64).reshape(len(points), -1)
+    pts = np.asarray(points, dtype=np.float64)
+    if len(pts) == 0:  # a member without one peak above min_conf on this tomogram
+        return np.zeros(0, dtype=np.int64)
+    pts = pts.reshape(len(pts), -1)
     limit = len(pts) if max_keep is None else int(max_keep)
     alive = np.ones(len(pts), dtype=bool)
     kept: list[int] = []

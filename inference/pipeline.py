@@ -17,11 +17,12 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from inference import readers
+from inference import intensity, readers
 from inference.engines import EngineOptions, InputHint, load_engine
-from inference.errors import InputError
+from inference.errors import InputError, one_line
 from inference.fusion import fuse_members
 from inference.manifest import Manifest
+from inference.model_check import check_engine
 from inference.predictor import MemberPredictor
 from inference.results import TomoResult
 from inference.timing import StageTimer
@@ -46,7 +47,11 @@ def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path
                  engine_factory: Callable | None = None) -> Context:
     factory = engine_factory or (lambda member: load_engine(member.model, replace(engine, input_hint=input_hint(member))))
     xp = array_module(engine.device)
-    predictors = [MemberPredictor(m, factory(m), manifest.target_spacing, xp=xp) for m in manifest.members]
+    predictors = []
+    for m in manifest.members:  # each engine checked with one window before the next loads: one line, no tomogram
+        predictor = MemberPredictor(m, factory(m), manifest.target_spacing, xp=xp)
+        check_engine(m, predictor.engine, input_hint(m).sample, xp=xp)
+        predictors.append(predictor)
     table = readers.load_spacing_table(spacing_csv) if spacing_csv else None
     default = default_spacing if default_spacing is not None else manifest.default_spacing
     return Context(manifest=manifest, predictors=predictors, spacing_table=table, default_spacing=default,
@@ -79,8 +84,13 @@ class Loaded:
     shape: tuple[int, int, int]
     spacing: float
     spacing_source: str
-    resampled: dict[tuple, np.ndarray]  # MemberPredictor.resample_key -> resampled volume
+    resampled: dict[tuple, np.ndarray]  # volume key -> resampled volume (one per geometry and intensity rule)
     timer: StageTimer = field(default_factory=StageTimer)
+    keys: dict[str, tuple] = field(default_factory=dict)  # member name -> its key in ``resampled``
+    intensity: str | None = None  # how a volume that is not 8-bit was mapped to 0..255 (None: it was not)
+
+    def volume_for(self, p: MemberPredictor):
+        return self.resampled[self.keys.get(p.member.name, p.resample_key)]
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,8 @@ STOP = _Stop()  # a planner's answer: start no more tomograms (the deadline is s
 
 
 def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
-    """Read one source, resolve its spacing, resample it once per distinct member geometry."""
+    """Read one source, resolve its spacing, resample it once per distinct member geometry (and, for a
+    volume that is not 8-bit, per intensity rule: :mod:`inference.intensity`, logged)."""
     timer = StageTimer()
     tomo_id = readers.tomo_id_of(source)
     with timer.stage("read"):
@@ -115,15 +126,30 @@ def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
     resampled: dict[tuple, np.ndarray] = {}
     active = _active(ctx, plan)
     data = vol.data
+    stats = vol.stats if vol.stats is not None or data.dtype == np.uint8 else intensity.stats_of(data)
     if active and active[0].xp is not np:
         with timer.stage("read"):
-            data = active[0].xp.asarray(np.ascontiguousarray(data))  # upload the uint8 volume once
+            data = active[0].xp.asarray(np.ascontiguousarray(data))  # upload the volume once
+    keys: dict[str, tuple] = {}
+    mapped: dict = {}  # intensity rule -> (volume in 0..255, how, members)
     for p in active:
-        key = p.resample_key
+        rule = p.member.intensity_rule
+        rule = rule if intensity.needs_mapping(rule, stats) else None
+        key = keys[p.member.name] = (p.resample_key, rule)
+        if rule is not None and rule not in mapped:
+            with timer.stage("resample"):
+                lo, hi = intensity.value_range(vol.data, rule, stats)
+                mapped[rule] = (intensity.to_0_255(data, lo, hi, p.xp), intensity.describe(rule, lo, hi, stats), [])
+        if rule is not None:
+            mapped[rule][2].append(p.member.name)
         if key not in resampled:
-            resampled[key] = p.resample(data, spacing, timer)
+            resampled[key] = p.resample(data if rule is None else mapped[rule][0], spacing, timer)
+    notes = [f"{how_} for {', '.join(names)}" for _, how_, names in mapped.values()]
+    for note in notes:
+        logger.info("%s: %s", tomo_id, note)
     return Loaded(tomo_id=tomo_id, shape=tuple(int(n) for n in vol.data.shape), spacing=spacing,
-                  spacing_source=how, resampled=resampled, timer=timer)
+                  spacing_source=how, resampled=resampled, timer=timer, keys=keys,
+                  intensity="; ".join(notes) or None)
 
 
 def _active(ctx: Context, plan: Plan) -> list[MemberPredictor]:
@@ -143,7 +169,7 @@ def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
     member_seconds = {}
     for p in _active(ctx, plan):
         t0 = time.perf_counter()
-        found = p.predict_resampled(loaded.resampled[p.resample_key], loaded.spacing, timer,
+        found = p.predict_resampled(loaded.volume_for(p), loaded.spacing, timer,
                                     tta_limit=plan.tta_limit, tomo_shape=loaded.shape)
         for name, cands in found.items():
             members[name] = (cands.zyx, cands.conf)
@@ -155,18 +181,20 @@ def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
         tomo_id=loaded.tomo_id, status="ok", spacing=loaded.spacing, spacing_source=loaded.spacing_source,
         shape=list(loaded.shape), members={k: TomoResult.points(*v) for k, v in members.items()},
         fused=TomoResult.points(fused_zyx, fused_conf), seconds=dict(timer.totals), member_seconds=member_seconds,
-        degrade=plan.level,
+        degrade=plan.level, intensity=loaded.intensity,
     )
 
 
-def failure(tomo_id: str, exc: BaseException) -> TomoResult:
-    """A failed tomogram: logged here, written as -1 by the runner."""
+def failure(tomo_id: str, exc: BaseException, source: str | Path | None = None) -> TomoResult:
+    """A failed tomogram: logged here in one line (the traceback at DEBUG, ``-v``), written as -1 by the runner."""
+    text = one_line(exc)
     if isinstance(exc, InputError):
-        logger.error("skipping %s: %s", tomo_id, exc)
-        return TomoResult.failed(tomo_id, str(exc))
-    logger.error("tomogram %s failed (%s: %s); it will be written as -1", tomo_id, type(exc).__name__, exc,
-                 exc_info=exc)
-    return TomoResult.failed(tomo_id, f"{type(exc).__name__}: {exc}")
+        logger.error("tomogram %s is written as -1: %s", tomo_id, text)
+    else:
+        where = f" ({source})" if source is not None else ""
+        logger.error("tomogram %s%s failed and is written as -1: %s", tomo_id, where, text)
+    logger.debug("tomogram %s: the traceback", tomo_id, exc_info=exc)
+    return TomoResult.failed(tomo_id, text)
 
 
 SENTINEL = object()

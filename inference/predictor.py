@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference import tta as tta_mod
+from inference.errors import ModelOutputError
 from inference.geometry import border_mask, cell_voxels, grid_window_starts, member_geometry
 from inference.manifest import Member
 from inference.nms_points import greedy_nms
@@ -83,6 +84,8 @@ class MemberPredictor:
         self.geometry = member_geometry(member, target_spacing)
         self.xp = xp
         self.transforms = [tta_mod.parse_tta(n, member.spatial_axes) for n in member.tta]
+        self._nan = 0  # NaN values in the raw window outputs since heatmaps() began (a device scalar on CuPy)
+        self._values = 0
 
     @property
     def resample_key(self) -> tuple:
@@ -127,23 +130,29 @@ class MemberPredictor:
         One entry (the member's name) with ``tta_merge: mean``, one per transform (``<member>@<tta>``)
         with ``separate``. ``tta_limit`` runs only the first that many transforms (the deadline
         guard drops TTA).
+        A model output with NaN values, or a heatmap that is not finite, raises
+        :class:`~inference.errors.ModelOutputError` naming the member (the tomogram fails, not "ok").
         """
         timer = timer or StageTimer()
         m = self.member
         vol = prepared.volume if isinstance(prepared, Prepared) else prepared
         pad_value = self._pad_value(prepared)
         transforms = self.transforms[:tta_limit] if tta_limit else self.transforms
+        self._nan, self._values = 0, 0
         with timer.stage("stitch"):
             if self.geometry.grid is None:
                 per_tta = self._stitch_aligned(vol, transforms, pad_value, timer)
             else:
                 per_tta = [self._stitch_grid(vol, t, pad_value, timer) for t in transforms]
             if m.tta_merge == "separate":
-                return {name: self._after_stitch(h) for name, h in zip(m.input_names, per_tta)}
-            total = None
-            for heat in per_tta:
-                total = heat if total is None else total + heat
-            return {m.name: self._after_stitch(total / float(len(per_tta)))}
+                heats = {name: self._after_stitch(h) for name, h in zip(m.input_names, per_tta)}
+            else:
+                total = None
+                for heat in per_tta:
+                    total = heat if total is None else total + heat
+                heats = {m.name: self._after_stitch(total / float(len(per_tta)))}
+        self._check_finite(heats)
+        return heats
 
     def heatmap(self, prepared, timer: StageTimer | None = None, tta_limit: int | None = None):
         """The one heatmap of a member with ``tta_merge: mean`` (see :meth:`heatmaps`)."""
@@ -197,6 +206,20 @@ class MemberPredictor:
         return next(iter(out.values()))
 
     # -- internals ---------------------------------------------------------------------------
+    def _check_finite(self, heats: dict) -> None:
+        """One host read per member and tomogram: NaN in the raw outputs, or NaN/+inf in a heatmap (-inf
+        marks the cells no window reached on the resized grid, which decoding never picks)."""
+        xp, m = self.xp, self.member
+        nan = int(self._nan)
+        bad = {name: int(xp.count_nonzero(xp.isnan(h) | (h == xp.inf))) for name, h in heats.items()}
+        if nan or any(bad.values()):
+            what = (f"{nan} NaN value(s) among its {int(self._values)} window output values" if nan else
+                    "a heatmap with NaN or infinite cells (" + ", ".join(f"{n}: {c}" for n, c in bad.items() if c)
+                    + ")")
+            raise ModelOutputError(f"member {m.name}: the model {m.model.name} gave {what} on this tomogram; "
+                                   "no candidate of it can be trusted. Fix: check the model and its normalisation "
+                                   "(an fp16 engine can overflow: try without --fp16)")
+
     def _pad_value(self, prepared) -> float:
         m = self.member
         vol = prepared.volume if isinstance(prepared, Prepared) else prepared
@@ -229,6 +252,8 @@ class MemberPredictor:
             with timer.stage("engine"):
                 out = self.engine(batch)
             out = xp.asarray(out, dtype=xp.float32)
+            self._nan = self._nan + xp.count_nonzero(xp.isnan(out))  # stays on the device on CuPy: no sync
+            self._values += int(out.size)
             if t is not None:
                 out = tta_mod.invert(out, t)
             if activate:

@@ -1,26 +1,15 @@
 """Reading tomograms: folders of slice images, MRC/REC files and NumPy ``.npy`` files.
 
-A tomogram *source* is one of
-
-* a folder named by its tomo_id holding one image per z, ``slice_<number>.<ext>`` with ``<ext>``
-  one of jpg, jpeg, png, tif, tiff (any case) -- the Kaggle BYU layout
-  (``tomo_003acc/slice_0000.jpg``, ...);
-* an ``.mrc`` / ``.rec`` file (MRC2014, read memory-mapped);
-* a ``.npy`` file holding a 3D array (read memory-mapped).
+A tomogram *source* (found by :mod:`inference.sources`) is a folder named by its tomo_id holding one
+image per z, ``slice_<number>.<ext>`` (jpg, jpeg, png, tif, tiff; the Kaggle BYU layout), an
+``.mrc``/``.rec`` file (MRC2014, :mod:`inference.mrc`, memory-mapped) or a ``.npy`` file holding a
+3D array (memory-mapped).
 
 Every volume is returned as a (Z, Y, X) array, ``uint8`` for 8-bit data and ``float32`` for
-anything else. Problems with a source are raised as :class:`inference.errors.InputError` naming
-the file and what to do; :func:`iter_volumes` reads many sources, logs and skips bad ones.
-
-Slice numbering: the slice number is the z index, so the numbers must be exactly
-0, 1, ..., Z-1. A folder whose first slice is not 0, with a gap or with a number used twice is
-rejected rather than silently renumbered, because renumbering would shift every z coordinate
-the detector reports. Zero padding is optional (``slice_7.png`` and ``slice_0007.png`` are both
-slice 7) and extensions may be mixed as long as the numbers are unique.
-
-Voxel spacing (Å) is resolved per tomogram by :func:`resolve_spacing`: a spacing CSV first
-(:func:`load_spacing_table`), then the MRC header, then the default of 13.1 Å, the spacing the
-BYU test set is assumed to have.
+anything else; a float volume's NaN and infinite voxels are replaced, with a WARNING, and its range
+recorded (:func:`inference.intensity.scan_voxels`). Problems with a source are raised as
+:class:`inference.errors.InputError` naming the file and what to do; :func:`iter_volumes` reads
+many sources, logs and skips bad ones. Voxel spacing: :mod:`inference.spacing`.
 """
 
 from __future__ import annotations
@@ -28,9 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,151 +27,38 @@ import numpy as np
 
 from inference.decoders import get_decoder
 from inference.errors import InputError
+from inference.intensity import VoxelStats, scan_voxels
+from inference.mrc import open_mrc, peek_mrc
+from inference.sources import (  # re-exported: the listing was part of this module
+    FIX_SOURCE,
+    MRC_SUFFIXES,
+    SLICE_RE,
+    SLICE_SUFFIXES,
+    SOURCE_SUFFIXES,
+    Listing,
+    list_sources,
+    scan_sources,
+    slice_files,
+    tomo_id_of,
+)
+from inference.spacing import (  # re-exported: spacing was part of this module
+    DEFAULT_SPACING_A,
+    SPACING_RANGE_A,
+    load_spacing_table,
+    resolve_spacing,
+)
+
+__all__ = ["DEFAULT_SPACING_A", "MRC_SUFFIXES", "SLICE_SUFFIXES", "SOURCE_SUFFIXES", "SPACING_RANGE_A", "Listing",
+           "Volume", "default_threads", "iter_volumes", "list_sources", "load_spacing_table", "peek_volume",
+           "read_mrc", "read_npy", "read_slices", "read_volume", "resolve_spacing", "scan_sources", "slice_files",
+           "tomo_id_of"]
 
 logger = logging.getLogger(__name__)
-
-#: File suffixes that are tomogram sources by themselves (folders of slices are the other kind).
-SOURCE_SUFFIXES: tuple[str, ...] = (".mrc", ".rec", ".npy")
-MRC_SUFFIXES: tuple[str, ...] = (".mrc", ".rec")
-#: Suffixes of slice images inside a tomogram folder.
-SLICE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-
-#: Spacing (Å) used when neither a CSV nor an MRC header gives one: the BYU test-set assumption.
-DEFAULT_SPACING_A = 13.1
-
-_SLICE_RE = re.compile(r"^slice_(\d+)\.(?:jpg|jpeg|png|tif|tiff)$", re.IGNORECASE)
-_FIX_SOURCE = "point the input at folders of slice_NNNN.jpg images, .mrc/.rec files or .npy files"
-_FIX_SLICES = "re-extract the tomogram so its slices are slice_0000 ... slice_<Z-1> with no gaps"
-_MAX_LISTED = 5
-
-
-def _listing(items: list, limit: int = _MAX_LISTED) -> str:
-    shown = ", ".join(str(i) for i in items[:limit])
-    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
 def default_threads() -> int:
     """Decode threads used when none are asked for: min(8, CPU count)."""
     return min(8, os.cpu_count() or 1)
-
-
-# --- finding sources ------------------------------------------------------------------------
-
-
-def tomo_id_of(path: str | Path) -> str:
-    """The tomo_id of a source: a folder's name, or a file's name without its suffix."""
-    path = Path(path)
-    return path.name if path.is_dir() else path.stem
-
-
-def _has_slices(folder: Path) -> bool:
-    try:
-        with os.scandir(folder) as entries:
-            return any(_SLICE_RE.match(e.name) and e.is_file() for e in entries)
-    except OSError:
-        return False
-
-
-def _is_source_file(path: Path) -> bool:
-    return path.suffix.lower() in SOURCE_SUFFIXES and path.is_file()
-
-
-def list_sources(input_dir: str | Path) -> list[Path]:
-    """Tomogram sources in ``input_dir``, sorted by tomo_id.
-
-    Sources are sub-folders holding slice images, and ``.mrc``/``.rec``/``.npy`` files. Hidden
-    entries (names starting with '.') are ignored. For convenience ``input_dir`` may itself be
-    one source: a folder of slices, or a single source file.
-    """
-    input_dir = Path(input_dir)
-    if not input_dir.exists():
-        raise InputError(input_dir, "input does not exist", "check the path")
-    if input_dir.is_file():
-        if _is_source_file(input_dir):
-            return [input_dir]
-        raise InputError(input_dir, "not a tomogram source", _FIX_SOURCE)
-    try:
-        entries = sorted(p for p in input_dir.iterdir() if not p.name.startswith("."))
-    except OSError as exc:
-        raise InputError(input_dir, f"cannot list folder ({exc.strerror or exc})", "check permissions") from None
-
-    sources = [p for p in entries if (p.is_dir() and _has_slices(p)) or _is_source_file(p)]
-    if not sources and _has_slices(input_dir):
-        logger.info("%s holds slice images itself: reading it as one tomogram", input_dir)
-        return [input_dir]
-    if not sources:
-        what = "is empty" if not entries else f"holds no tomograms ({len(entries)} entries, none usable)"
-        raise InputError(input_dir, f"input folder {what}", _FIX_SOURCE)
-
-    sources.sort(key=lambda p: (tomo_id_of(p), p.name))
-    for a, b in zip(sources, sources[1:]):
-        if tomo_id_of(a) == tomo_id_of(b):
-            raise InputError(
-                input_dir,
-                f"two sources have the tomo_id {tomo_id_of(a)!r}: {a.name} and {b.name}",
-                "keep one of them (move the other out of the input folder)",
-            )
-    skipped = len(entries) - len(sources)
-    if skipped:
-        logger.debug("%s: ignored %d entries that are not tomogram sources", input_dir, skipped)
-    return sources
-
-
-def slice_files(folder: str | Path) -> list[Path]:
-    """The slice images of a tomogram folder, ordered by slice number (the z index)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(folder, "not a folder of slice images", _FIX_SOURCE)
-    numbered: dict[int, list[Path]] = {}
-    others: list[str] = []
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError as exc:
-        raise InputError(folder, f"cannot list folder ({exc.strerror or exc})", "check permissions") from None
-    for name in names:
-        match = _SLICE_RE.match(name)
-        if match and (folder / name).is_file():
-            numbered.setdefault(int(match.group(1)), []).append(folder / name)
-        elif not name.startswith("."):
-            others.append(name)
-
-    if not numbered:
-        problem = "folder is empty" if not names else (
-            "no slice images named slice_<number>.jpg/.jpeg/.png/.tif/.tiff"
-            + (f" (found: {_listing(others)})" if others else "")
-        )
-        raise InputError(folder, problem, "name the slices slice_0000.jpg, slice_0001.jpg, ... (one per z)")
-
-    duplicates = [files for _, files in sorted(numbered.items()) if len(files) > 1]
-    if duplicates:
-        first = duplicates[0]
-        raise InputError(
-            folder,
-            f"slice number {int(_SLICE_RE.match(first[0].name).group(1))} appears "
-            f"{len(first)} times ({', '.join(p.name for p in first)})"
-            + (f"; {len(duplicates)} numbers are duplicated" if len(duplicates) > 1 else ""),
-            "keep one file per slice number",
-        )
-
-    numbers = sorted(numbered)
-    if numbers[0] != 0:
-        raise InputError(
-            folder,
-            f"slice numbers start at {numbers[0]} ({numbered[numbers[0]][0].name}), not 0; the slice "
-            "number is the z index",
-            _FIX_SLICES,
-        )
-    if numbers[-1] != len(numbers) - 1:
-        present = set(numbers)
-        missing = [n for n in range(numbers[-1]) if n not in present]
-        raise InputError(
-            folder,
-            f"{len(missing)} slice(s) missing between 0 and {numbers[-1]}: numbers {_listing(missing)}",
-            _FIX_SLICES,
-        )
-    if others:
-        logger.debug("%s: ignored %d files that are not slice images", folder, len(others))
-    return [numbered[n][0] for n in numbers]
 
 
 # --- readers --------------------------------------------------------------------------------
@@ -287,109 +161,16 @@ def read_slices(
     return out
 
 
-def _imod_unsigned_bytes(header) -> bool:
-    """True when an IMOD-stamped mode-0 header says its bytes are unsigned.
-
-    IMOD writes 8-bit data unsigned and sets bit 0 of ``imodFlags`` only for signed bytes;
-    ``imodStamp`` (1146047817, "IMOD") sits at byte 152 and ``imodFlags`` at 156 of the header,
-    inside mrcfile's ``extra2`` field (offset 112).
-    """
-    extra2 = header.extra2.tobytes()
-    stamp, flags = extra2[40:44], extra2[44:48]
-    if stamp not in (b"IMOD", b"DOMI"):
-        return False
-    order = "<" if stamp == b"IMOD" else ">"
-    return not (int.from_bytes(flags, "little" if order == "<" else "big") & 1)
-
-
-def _header_spacing(header, path: Path) -> float | None:
-    """Voxel size (Å) from the cell dimensions, or None when not set or unusable."""
-    sizes = []
-    for axis in ("x", "y", "z"):
-        cell = float(header.cella[axis])
-        samples = int(header["m" + axis])
-        sizes.append(cell / samples if samples > 0 else 0.0)
-    x, y, z = sizes
-    if x == 0.0:
-        logger.info("%s: the MRC header sets no voxel size (0)", path)
-        return None
-    if not math.isfinite(x) or x < 0:
-        logger.warning("%s: ignoring the MRC header's voxel size %r Å (not a positive number)", path, x)
-        return None
-    if x == 1.0:
-        logger.warning(
-            "%s: the MRC header's voxel size is exactly 1.0 Å, the placeholder many writers use; "
-            "treating it as not set (give the spacing in a CSV if 1.0 Å is real)", path)
-        return None
-    if any(not math.isclose(x, v, rel_tol=1e-3) for v in (y, z) if v > 0):
-        logger.warning("%s: anisotropic voxel size x=%.4g y=%.4g z=%.4g Å; using x", path, x, y, z)
-    return x
-
-
-def _axis_order(header, path: Path) -> tuple[int, int, int] | None:
-    """Transpose turning mrcfile's (section, row, column) data into (Z, Y, X); None if identity."""
-    mapc, mapr, maps = int(header.mapc), int(header.mapr), int(header.maps)
-    if (mapc, mapr, maps) in ((1, 2, 3), (0, 0, 0)):
-        return None
-    if sorted((mapc, mapr, maps)) != [1, 2, 3]:
-        raise InputError(path, f"MRC header has an invalid axis order MAPC/MAPR/MAPS = {mapc}/{mapr}/{maps}",
-                         "rewrite the file with a standard MRC writer")
-    data_axis = {maps: 0, mapr: 1, mapc: 2}  # spatial axis (1=X, 2=Y, 3=Z) -> data axis
-    logger.warning("%s: MRC axis order MAPC/MAPR/MAPS = %d/%d/%d; transposing to Z, Y, X", path, mapc, mapr, maps)
-    return (data_axis[3], data_axis[2], data_axis[1])
-
-
 def read_mrc(path: str | Path) -> tuple[np.ndarray, float | None]:
     """Read an MRC/REC file memory-mapped: ((Z, Y, X) array, header voxel size in Å or None).
 
     uint8 data stays uint8; signed bytes (MRC mode 0) become uint8 by adding 128, except in files
     stamped by IMOD as unsigned, whose bytes are used as they are; everything else becomes
-    float32. A voxel size of 0 means "not set" and gives None.
+    float32. A voxel size of 0 (or outside 1-100 Å) means "not set" and gives None.
     """
-    import mrcfile  # imported here so importing this module stays cheap
-
     path = Path(path)
-    fix = "re-export or re-download this tomogram"
-    if not path.is_file():
-        raise InputError(path, "MRC file does not exist", "check the path")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
-                header = mrc.header.copy()
-                data = mrc.data
-    except ValueError as exc:
-        problem = str(exc)
-        if "mmap length is greater than file size" in problem:
-            problem = "the file is shorter than its header says (truncated, or wrong dimensions in the header)"
-        raise InputError(path, f"not a readable MRC file: {problem}", fix) from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read MRC file ({exc.strerror or exc})", fix) from None
-    for w in caught:
-        logger.debug("%s: mrcfile: %s", path, w.message)
-    expected = header.nbytes + int(header.nsymbt) + data.nbytes
-    size = path.stat().st_size
-    if size != expected:
-        raise InputError(
-            path,
-            f"file size {size} bytes does not match its header ({int(header.nz)} x {int(header.ny)} x "
-            f"{int(header.nx)} voxels of mode {int(header.mode)} need {expected} bytes)",
-            fix,
-        )
-    if data.ndim != 3:
-        raise InputError(path, f"MRC file holds a {data.ndim}D image {tuple(data.shape)}, not a 3D tomogram",
-                         "give a 3D tomogram")
-    spacing = _header_spacing(header, path)
-    transpose = _axis_order(header, path)
-    if transpose is not None:
-        data = data.transpose(transpose)
-    if data.dtype.kind == "c":
-        raise InputError(path, "MRC file holds complex values (a Fourier transform?), not a tomogram",
-                         "give a real-space tomogram")
-    if data.dtype == np.int8:
-        unsigned = _imod_unsigned_bytes(header)
-        data = data.view(np.uint8) if unsigned else np.bitwise_xor(data.view(np.uint8), np.uint8(0x80))
-    elif data.dtype != np.uint8:
+    data, spacing = open_mrc(path)
+    if data.dtype != np.uint8:
         data = _as_float32(data, path)
     _check_volume(data, path)
     return data, spacing
@@ -403,7 +184,7 @@ def read_npy(path: str | Path) -> np.ndarray:
         raise InputError(path, "file does not exist", "check the path")
     try:
         data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
+    except (ValueError, OverflowError, MemoryError) as exc:
         raise InputError(path, f"not a readable .npy array ({exc})", fix) from None
     except (OSError, EOFError) as exc:
         raise InputError(path, f"cannot read .npy file ({exc})", fix) from None
@@ -422,12 +203,14 @@ def read_npy(path: str | Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Volume:
-    """A tomogram as read: (Z, Y, X) data, the header's voxel size (Å, MRC only) and its source."""
+    """A tomogram as read: (Z, Y, X) data (finite), the header's voxel size (Å, MRC only), its source,
+    and for data that is not ``uint8`` what :func:`~inference.intensity.scan_voxels` found."""
 
     tomo_id: str
     data: np.ndarray
     header_spacing: float | None
     source: Path
+    stats: VoxelStats | None = None
 
 
 def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | None = None) -> Volume:
@@ -444,11 +227,47 @@ def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | Non
     elif source.suffix.lower() == ".npy":
         data = read_npy(source)
     else:
-        raise InputError(source, "not a tomogram source", _FIX_SOURCE)
-    volume = Volume(tomo_id=tomo_id_of(source), data=data, header_spacing=header_spacing, source=source)
+        raise InputError(source, "not a tomogram source", FIX_SOURCE)
+    data, stats = scan_voxels(data, source)
+    volume = Volume(tomo_id=tomo_id_of(source), data=data, header_spacing=header_spacing, source=source,
+                    stats=stats)
     logger.debug("read %s: %s %s in %.2f s", volume.tomo_id, "x".join(map(str, data.shape)), data.dtype,
-                time.perf_counter() - started)
+                 time.perf_counter() - started)
     return volume
+
+
+def peek_volume(source: str | Path) -> tuple[tuple[int, int, int], float | None, int]:
+    """((Z, Y, X) shape, header voxel size or None, bytes per voxel as read) without reading the voxels:
+    an MRC or .npy header, or a slice folder's count and first slice. InputError when it cannot tell."""
+    source = Path(source)
+    if source.is_dir():  # the names only (no stat per slice): the read validates them
+        try:
+            numbered = sorted((int(m.group(1)), m.string) for m in map(SLICE_RE.match, os.listdir(source)) if m)
+        except OSError as exc:
+            raise InputError(source, f"cannot list folder ({exc.strerror or exc})", None) from None
+        if not numbered:
+            raise InputError(source, "no slice images", None)
+        first_file = source / numbered[0][1]
+        try:
+            from PIL import Image  # the header alone: no decode
+
+            with Image.open(first_file) as im:
+                width, height = im.size
+                deep = im.mode not in ("1", "L", "LA", "P", "RGB", "RGBA")
+                return (len(numbered), height, width), None, 4 if deep else 1
+        except Exception:  # noqa: BLE001 - any trouble (no Pillow, an odd file): decode it, which names the problem
+            first = get_decoder("auto")(first_file)
+            return (len(numbered), *first.shape), None, first.dtype.itemsize
+    if source.suffix.lower() in MRC_SUFFIXES:
+        shape, spacing = peek_mrc(source)
+        return shape, spacing, 4
+    try:
+        data = np.load(source, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OverflowError, MemoryError, OSError, EOFError) as exc:
+        raise InputError(source, f"not a readable .npy array ({exc})", None) from None
+    if not isinstance(data, np.ndarray) or data.ndim != 3:
+        raise InputError(source, "not a 3D .npy array", None)
+    return tuple(int(n) for n in data.shape), None, 1 if data.dtype == np.uint8 else 4
 
 
 def iter_volumes(
@@ -475,97 +294,3 @@ def iter_volumes(
         yield source, volume
 
 
-# --- voxel spacing --------------------------------------------------------------------------
-
-
-def _norm_column(name: str) -> str:
-    return re.sub(r"[\s_]+", "_", str(name).strip().lower())
-
-
-def load_spacing_table(csv_path: str | Path) -> dict[str, float]:
-    """Voxel spacing (Å) per tomo_id from a CSV.
-
-    Accepted: the competition's ``train_labels.csv`` (columns ``tomo_id`` and ``Voxel spacing``,
-    one row per motor, so several rows per tomogram) or a file with columns
-    ``tomo_id,voxel_spacing``. Column names are matched ignoring case, spaces and underscores.
-    Rows of one tomo_id must agree.
-    """
-    import pandas as pd  # imported here so importing this module stays cheap
-
-    csv_path = Path(csv_path)
-    fix = "give a CSV with columns tomo_id,voxel_spacing (one row per tomogram, spacing in Å)"
-    if not csv_path.is_file():
-        raise InputError(csv_path, "spacing CSV does not exist", "check the path")
-    try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise InputError(csv_path, "spacing CSV is empty", fix) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(csv_path, f"cannot parse spacing CSV ({str(exc).strip()})", fix) from None
-    except OSError as exc:
-        raise InputError(csv_path, f"cannot read spacing CSV ({exc.strerror or exc})", fix) from None
-
-    columns = {_norm_column(c): c for c in frame.columns}
-    id_col, spacing_col = columns.get("tomo_id"), columns.get("voxel_spacing")
-    missing = [name for name, col in (("tomo_id", id_col), ("voxel_spacing", spacing_col)) if col is None]
-    if missing:
-        raise InputError(csv_path, f"spacing CSV lacks column(s) {', '.join(missing)} "
-                         f"(has: {', '.join(map(str, frame.columns))})", fix)
-    if frame.empty:
-        raise InputError(csv_path, "spacing CSV has no rows", fix)
-
-    table: dict[str, float] = {}
-    first_line: dict[str, int] = {}
-    for index, (tomo_id, raw) in enumerate(zip(frame[id_col], frame[spacing_col])):
-        line = index + 2  # 1-based, after the header line
-        tomo_id = str(tomo_id).strip()
-        if not tomo_id:
-            raise InputError(csv_path, f"line {line}: empty tomo_id", fix)
-        try:
-            spacing = float(str(raw).strip())
-        except ValueError:
-            raise InputError(csv_path, f"line {line} ({tomo_id}): voxel spacing {raw!r} is not a number", fix) from None
-        if not math.isfinite(spacing) or spacing <= 0:
-            raise InputError(csv_path, f"line {line} ({tomo_id}): voxel spacing {raw!r} is not a positive number",
-                             fix)
-        if tomo_id in table and not math.isclose(table[tomo_id], spacing, rel_tol=1e-6):
-            raise InputError(
-                csv_path,
-                f"line {line} ({tomo_id}): voxel spacing {spacing:g} disagrees with {table[tomo_id]:g} "
-                f"on line {first_line[tomo_id]}",
-                "give one spacing per tomogram",
-            )
-        if tomo_id not in table:
-            table[tomo_id] = spacing
-            first_line[tomo_id] = line
-    logger.info("spacing CSV %s: %d tomograms", csv_path, len(table))
-    return table
-
-
-def resolve_spacing(
-    tomo_id: str,
-    *,
-    table: dict[str, float] | None,
-    header_spacing: float | None,
-    default: float = DEFAULT_SPACING_A,
-) -> tuple[float, str]:
-    """Voxel spacing (Å) of a tomogram and where it came from: "csv", "header" or "default".
-
-    The first that applies wins: the spacing CSV, the MRC header, ``default`` (13.1 Å).
-    """
-    if not (isinstance(default, (int, float)) and math.isfinite(default) and default > 0):
-        raise InputError(None, f"default voxel spacing must be a positive number of Å, got {default!r}",
-                         "pass a spacing such as 13.1")
-    if table is not None and tomo_id in table:
-        spacing, source = table[tomo_id], "csv"
-        if header_spacing is not None and not math.isclose(spacing, header_spacing, rel_tol=0.01):
-            logger.warning("%s: spacing CSV says %.4g Å but the MRC header says %.4g Å; using the CSV",
-                           tomo_id, spacing, header_spacing)
-    elif header_spacing is not None and math.isfinite(header_spacing) and header_spacing > 0:
-        spacing, source = float(header_spacing), "header"
-    else:
-        spacing, source = float(default), "default"
-    if table is not None and source != "csv":
-        logger.debug("%s: not in the spacing CSV", tomo_id)
-    logger.debug("%s: voxel spacing %.4g Å (from %s)", tomo_id, spacing, source)
-    return spacing, source

@@ -1,27 +1,34 @@
 """Per-tomogram results on disk: written atomically as they finish, read back to resume.
 
-A run's work folder holds ``run.json`` (what the results depend on: manifest, model files,
-spacing settings) and ``tomograms/<tomo_id>.json``, one :class:`TomoResult` each. A rerun with the
-same work folder and the same run key skips every tomogram that has a result; a different key is
-refused (``--restart`` clears the folder). Floats go through JSON's shortest round-trip repr, so
-a result read back is bit-identical to the one written.
+A run's work folder (:mod:`inference.workdir`: layout, lock, keys, ``--restart``) holds ``run.json``
+and ``tomograms/<tomo_id>.json``, one :class:`TomoResult` each. :class:`ResultStore` is the folder
+for one run, usable by any backend: it checks and locks the folder, and :meth:`ResultStore.load`
+returns the results a rerun may reuse: status ``ok`` and the key of the inputs they were computed
+from equal to today's. Failed results are retried; results of changed inputs are recomputed;
+a corrupt result (not JSON, wrong fields) is recomputed with a WARNING naming its file. Floats go
+through JSON's shortest round-trip repr, so a result read back is bit-identical to the one written.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
+import logging
+import numbers
 import os
-import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from inference.errors import InputError
+from inference import workdir
+from inference.errors import write_error
 
-FORMAT = 1
+logger = logging.getLogger(__name__)
+
+FORMAT = 1  # of a result file (the run record has its own, workdir.FORMAT)
 
 
 @dataclass
@@ -41,6 +48,8 @@ class TomoResult:
     member_seconds: dict[str, float] = field(default_factory=dict)     # member -> s (engine + stitch + decode)
     attempts: int = 1
     degrade: int = 0  # deadline guard level this tomogram ran at (0: full ensemble)
+    key: str | None = None        # the key of the inputs it was computed from (workdir.result_key)
+    intensity: str | None = None  # how a volume that is not 8-bit was mapped to 0..255
 
     @staticmethod
     def points(zyx: np.ndarray, conf: np.ndarray) -> list[list[float]]:
@@ -56,73 +65,153 @@ class TomoResult:
 
     @staticmethod
     def from_json(text: str) -> "TomoResult":
+        """Parse and validate; ValueError saying what is wrong (unknown fields are ignored)."""
         data = json.loads(text)
-        data.pop("format", None)
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        known = {f.name for f in fields(TomoResult)}
+        data = {k: v for k, v in data.items() if k in known}
+        problem = _problem(data)
+        if problem:
+            raise ValueError(problem)
         return TomoResult(**data)
 
 
-def run_key(manifest_path: Path, model_paths: list[Path], spacing_csv: Path | None, default_spacing: float) -> str:
-    """A digest of everything a stored result depends on (model files by size and mtime)."""
-    h = hashlib.sha256()
-    h.update(Path(manifest_path).read_bytes())
-    for p in model_paths:
-        st = Path(p).stat()
-        h.update(f"{Path(p).name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    if spacing_csv is not None:
-        h.update(Path(spacing_csv).read_bytes())
-    h.update(repr(float(default_spacing)).encode())
-    return h.hexdigest()
+def _num(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _points_ok(v) -> bool:
+    return isinstance(v, list) and all(isinstance(p, list) and len(p) == 4 and all(map(_num, p)) for p in v)
+
+
+def _problem(d: dict) -> str | None:
+    """What makes ``d`` not a TomoResult's fields, or None."""
+    if not isinstance(d.get("tomo_id"), str) or not d["tomo_id"]:
+        return "no tomo_id"
+    if d.get("status") not in ("ok", "failed"):
+        return f"status {d.get('status')!r} is not ok or failed"
+    if d["status"] == "ok" and not (_num(d.get("spacing")) and d["spacing"] > 0):
+        return f"an ok result without a spacing ({d.get('spacing')!r:.40})"
+    checks = {
+        "error": lambda v: v is None or isinstance(v, str),
+        "spacing": lambda v: v is None or (_num(v) and v > 0),
+        "spacing_source": lambda v: v is None or isinstance(v, str),
+        "shape": lambda v: v is None or (isinstance(v, list) and all(isinstance(n, int) for n in v)),
+        "members": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _points_ok(p) for k, p in v.items()),
+        "fused": _points_ok,
+        "seconds": lambda v: isinstance(v, dict) and all(map(_num, v.values())),
+        "member_seconds": lambda v: isinstance(v, dict) and all(map(_num, v.values())),
+        "attempts": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "degrade": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "key": lambda v: v is None or isinstance(v, str),
+        "intensity": lambda v: v is None or isinstance(v, str),
+    }
+    for name, ok in checks.items():
+        if name in d and not ok(d[name]):
+            return f"field {name!r} is {d[name]!r:.60}"
+    return None
+
+
+@functools.cache
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0666 less the umask); mkstemp's is 0600."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path: Path, write: Callable, newline: str | None = None) -> Path:
+    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path``: a reader never
+    sees half a file, and a failed write (full disk, read-only folder: a WriteError naming ``path``)
+    leaves the previous file as it was. The file gets the usual permissions (umask), not mkstemp's 0600."""
+    path = Path(path)
+    tmp = None
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, "w", newline=newline) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """:func:`atomic_write` of a text."""
+    atomic_write(path, lambda fh: fh.write(text))
 
 
 class ResultStore:
-    """The work folder of one run."""
+    """The work folder of one run: checked (not another tool's folder), locked, cleaned on ``restart``.
+
+    ``key`` is the options key (:func:`inference.workdir.options_key`); :attr:`previous_key` the one
+    the folder's last run recorded (None: a new folder). Call :meth:`close` at the end (it releases
+    the lock; the kernel does it when the process dies).
+    """
 
     def __init__(self, work_dir: str | Path, key: str, *, restart: bool = False):
         self.dir = Path(work_dir)
         self.key = key
-        meta = self.dir / "run.json"
-        if restart and self.dir.exists():
-            shutil.rmtree(self.dir / "tomograms", ignore_errors=True)
-            meta.unlink(missing_ok=True)
-        if meta.exists():
+        self.retrying: list[str] = []   # set by load(): failed before, run again
+        self.stale: list[str] = []      # computed from other inputs, run again
+        self.corrupt: list[str] = []    # unreadable result files, run again
+        workdir.check_folder(self.dir, restart)
+        self.lock = workdir.RunLock(self.dir)
+        try:
+            record = None if restart else workdir.read_record(self.dir)
+            if restart:
+                removed = workdir.clean(self.dir)
+                logger.info("--restart: removed %d file(s) a run wrote in %s", removed, self.dir)
+            self.previous_key = record["key"] if record else None
             try:
-                stored = json.loads(meta.read_text()).get("key")
-            except (OSError, json.JSONDecodeError) as exc:
-                raise InputError(meta, f"unreadable run record ({exc})", "pass --restart to start over") from None
-            if stored != key:
-                raise InputError(self.dir, "this work folder holds results of a different run (manifest, models "
-                                 "or spacing changed)", "pass --restart to discard them, or another --work-dir")
-        (self.dir / "tomograms").mkdir(parents=True, exist_ok=True)
-        write_text_atomic(meta, json.dumps({"format": FORMAT, "key": key}))
+                (self.dir / workdir.TOMOGRAMS).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise write_error(self.dir / workdir.TOMOGRAMS, exc, "cannot create the results folder") from None
+            workdir.write_record(self.dir, key)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.lock.release()
 
     def path(self, tomo_id: str) -> Path:
-        return self.dir / "tomograms" / f"{tomo_id}.json"
+        """``tomograms/<tomo_id>.json``; an id too long for a file name (with the temporary file's extra
+        characters) is shortened and made unique with a hash of it."""
+        return self.dir / workdir.TOMOGRAMS / f"{workdir.file_stem(tomo_id)}.json"
 
     def write(self, result: TomoResult) -> None:
         write_text_atomic(self.path(result.tomo_id), result.to_json())
 
-    def load(self, tomo_ids: list[str]) -> dict[str, TomoResult]:
-        """Stored results of these tomograms; a half-written or unreadable file counts as absent."""
-        out = {}
+    def load(self, tomo_ids: list[str], key_of: Callable[[str], str] | None = None) -> dict[str, TomoResult]:
+        """The stored results a run may reuse: ``ok``, and (with ``key_of``) computed from the inputs
+        ``key_of(tomo_id)`` names. The others are listed in :attr:`retrying`, :attr:`stale`, :attr:`corrupt`."""
+        out: dict[str, TomoResult] = {}
+        self.retrying, self.stale, self.corrupt = [], [], []
         for t in tomo_ids:
             p = self.path(t)
-            if p.exists():
-                try:
-                    out[t] = TomoResult.from_json(p.read_text())
-                except (OSError, ValueError, TypeError):
-                    continue
+            if not p.exists():
+                continue
+            try:
+                result = TomoResult.from_json(p.read_text())
+                if result.tomo_id != t:
+                    raise ValueError(f"it is the result of {result.tomo_id!r}")
+            except (OSError, ValueError, TypeError, UnicodeDecodeError) as exc:
+                logger.warning("%s: corrupt result (%s); %s is computed again", p, " ".join(str(exc).split()), t)
+                self.corrupt.append(t)
+                continue
+            if key_of is not None and result.key != key_of(t):
+                self.stale.append(t)
+            elif result.status != "ok":
+                self.retrying.append(t)
+            else:
+                out[t] = result
         return out

@@ -11,18 +11,21 @@ Two ways to run, one result:
   cannot start (its engines do not load, its GPU is broken) is reported in one warning and the
   run goes on with the others; only when none can start is it an error.
 
-Every finished tomogram is written at once, atomically, to the work folder
-(:mod:`inference.results`); a rerun with the same work folder resumes. A tomogram that raises is
-recorded as failed; one whose worker dies (kill -9, CUDA error, out of memory) is retried once
-elsewhere, then recorded as failed. Failed and unreached tomograms are written as -1: the
-submission is rewritten as results arrive and always at the end, also on an interrupt.
+:class:`Run` is what every backend shares (this module's two, and others built on it): the input
+listing (every entry not used named in a WARNING; a tomo_id with two sources fails alone), the
+checks before any work (:mod:`inference.preflight`), the work folder (:mod:`inference.results`,
+:mod:`inference.workdir`: locked, keyed by the inputs, resumed, failed tomograms retried) and the
+submission. Every finished tomogram is written at once, atomically; a rerun with the same work
+folder resumes. A tomogram that raises is recorded as failed (one ERROR line); one whose worker
+dies (kill -9, CUDA error, out of memory) is retried once elsewhere, then recorded as failed.
+Failed and unreached tomograms are written as -1: the submission is rewritten as results arrive
+and always at the end, also on an interrupt or a fatal error. A write that fails (read-only
+folder, full disk) stops the run with one line naming the file; what was written before is valid.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,12 +33,15 @@ from typing import Callable
 
 import pandas as pd
 
-from inference import gpus, readers
+from inference import gpus, preflight, readers, workdir
 from inference.engines import EngineOptions
-from inference.errors import EngineError
+from inference.errors import WriteError, one_line
 from inference.manifest import Manifest
 from inference.pipeline import FULL, STOP, Plan, failure, load, make_context, prefetched, run_loaded
-from inference.results import ResultStore, TomoResult, run_key
+from inference.progress import progress_bar
+from inference.results import ResultStore, TomoResult
+from inference.sources import listing
+from inference.spacing import check_spacing
 from inference.submission import (
     Decision,
     best_per_tomogram,
@@ -88,29 +94,70 @@ def work_dir_of(cfg: PredictConfig) -> Path:
 
 
 class Run:
-    """The state of one ``predict`` run: sources, stored results, incremental submission writes."""
+    """The state of one ``predict`` run, for any backend: sources, stored results, incremental writes.
+
+    ``Run(cfg)`` lists the input (warnings), runs the checks before any work, opens and locks the work
+    folder and writes a first submission (every tomogram -1 until done); :meth:`record` stores each
+    result; :meth:`close` releases the work folder (``run_predict`` does it).
+    """
 
     def __init__(self, cfg: PredictConfig):
         self.cfg = cfg
-        self.sources = readers.list_sources(cfg.input_dir)
-        self.ids = [readers.tomo_id_of(s) for s in self.sources]
-        self.order = submission_order(self.ids, cfg.sample_submission)
+        found = readers.scan_sources(cfg.input_dir)
+        self.ids = found.ids
+        by_id = {readers.tomo_id_of(s): s for s in found.sources}
+        self.sources = [by_id[t] if t in by_id else found.duplicates[t][0] for t in self.ids]
+        self._source_of = dict(zip(self.ids, self.sources))
         default = cfg.default_spacing if cfg.default_spacing is not None else cfg.manifest.default_spacing
-        key = run_key(cfg.manifest.path, [m.model for m in cfg.manifest.members], cfg.spacing_csv, default)
-        self.store = ResultStore(work_dir_of(cfg), key, restart=cfg.restart)
-        self.results: dict[str, TomoResult] = self.store.load(self.ids)
-        self.observers: list[Callable[[TomoResult], None]] = []
-        self._last_write = 0.0
-        if self.results:
-            logger.info("resuming: %d of %d tomograms already done in %s", len(self.results), len(self.ids),
-                        self.store.dir)
-        self.write_submission()  # a valid submission exists from the first second (unreached: -1)
+        check_spacing(default, "--default-spacing" if cfg.default_spacing is not None else "default_spacing",
+                      None if cfg.default_spacing is not None else cfg.manifest.path,
+                      fix="give the voxel spacing in Å, e.g. 13.1")
+        table = readers.load_spacing_table(cfg.spacing_csv) if cfg.spacing_csv else None
+        preflight.check_output(cfg.output, found.sources, cfg.manifest,
+                               [p for p in (cfg.spacing_csv, cfg.sample_submission) if p is not None])
+        preflight.check_inputs(found.sources, cfg.manifest, table, default,
+                               on_gpu=bool(cfg.devices) or cfg.engine.device == "cuda")
+        self.order = submission_order(self.ids, cfg.sample_submission)
+        options = {"decoder": cfg.decoder, "fp16": cfg.engine.fp16}
+        self.options_key = workdir.options_key(cfg.manifest.path, [m.model for m in cfg.manifest.members],
+                                               cfg.spacing_csv, default, options)
+        self.store = ResultStore(work_dir_of(cfg), self.options_key, restart=cfg.restart)
+        try:
+            self._keys: dict[str, str] = {}
+            self.results: dict[str, TomoResult] = self.store.load(self.ids, self.key_of)
+            for t in found.duplicates:  # not stored: a rerun after the fix runs it
+                self.results[t] = TomoResult.failed(t, found.duplicate_problem(t))
+            self.observers: list[Callable[[TomoResult], None]] = []
+            self._last_write = 0.0
+            self._report_resume(len(found.duplicates))
+            self.write_submission()  # a valid submission exists from the first second (unreached: -1)
+        except BaseException:
+            self.close()
+            raise
+
+    def _report_resume(self, n_duplicates: int) -> None:
+        store, done = self.store, len(self.results) - n_duplicates
+        if store.stale:
+            logger.warning("%d stored result(s) were computed from other inputs (a changed source file, manifest, "
+                           "model or option) and are computed again: %s", len(store.stale), listing(store.stale))
+        if done or store.retrying:
+            retry = f"; {len(store.retrying)} that failed before are tried again" if store.retrying else ""
+            logger.info("resuming: %d of %d tomograms already done in %s%s", done, len(self.ids), store.dir, retry)
+
+    def key_of(self, tomo_id: str) -> str:
+        """The key of this tomogram's inputs now (the options and its source's size and mtime)."""
+        if tomo_id not in self._keys:
+            stamp = workdir.source_stamp(self._source_of[tomo_id])
+            self._keys[tomo_id] = workdir.result_key(self.options_key, stamp)
+        return self._keys[tomo_id]
 
     @property
     def pending(self) -> list[int]:
         return [i for i, t in enumerate(self.ids) if t not in self.results]
 
     def record(self, result: TomoResult) -> None:
+        """Store one result (stamped with its inputs' key) and, at most every ``write_every_s``, the submission."""
+        result.key = self.key_of(result.tomo_id)
         self.store.write(result)
         self.results[result.tomo_id] = result
         for observe in self.observers:
@@ -125,6 +172,10 @@ class Run:
         write_csv_atomic(decision.submission, self.cfg.output)
         self._last_write = time.monotonic()
         return decision
+
+    def close(self) -> None:
+        """Release the work folder (its lock)."""
+        self.store.close()
 
 
 def _table(points: dict[str, list[list[float]]], results: dict[str, TomoResult]) -> pd.DataFrame:
@@ -166,11 +217,32 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
             else:
                 if engine_factory is not None:
                     raise ValueError("engine_factory works in-process only (workers=0)")
-                _run_workers(run, planner, worker_entry, on_workers=guard and _set_workers(guard))
+                from inference.dispatcher import run_workers
+
+                run_workers(run, planner, worker_entry, on_workers=guard and _set_workers(guard))
+    except BaseException as exc:
+        # on an interrupt and on an escaping error the submission is still written (unreached: -1)
+        finish_after_error(run, exc)
+        if isinstance(exc, WriteError):
+            raise WriteError(exc.path, exc.problem, f"{exc.fix}; the results saved so far are kept: rerun the same "
+                             "command to resume") from None
+        raise
+    else:
+        return finish_run(run)
     finally:
-        # on success, on an interrupt and on an escaping error: the submission is always written
-        result = _finish(run)
-    return result
+        run.close()
+
+
+def finish_after_error(run: Run, exc: BaseException) -> None:
+    """Write what can be written after ``exc`` stopped the run; a write that fails again is logged, not raised
+    (the error that stopped the run is the one the user sees)."""
+    try:
+        finish_run(run)
+    except WriteError as again:  # the same disk, most likely: only a different cause is worth a line
+        (logger.debug if isinstance(exc, WriteError) else logger.error)("%s", one_line(again))
+    except Exception as again:  # noqa: BLE001 - never hide the error that stopped the run
+        logger.error("the submission could not be written after the run stopped: %s", one_line(again))
+        logger.debug("the traceback", exc_info=again)
 
 
 def _set_workers(guard):
@@ -196,189 +268,27 @@ def _run_in_process(run: Run, engine_factory, planner) -> None:
                 return
             yield i, plan
 
-    bar = _progress(len(run.ids), len(run.ids) - len(pending), cfg.progress)
+    bar = progress_bar(len(run.ids), len(run.ids) - len(pending), cfg.progress)
     try:
         for (i, plan), loaded, err in prefetched(todo(), lambda item: load(run.sources[item[0]], ctx, item[1])):
             tomo_id = run.ids[i]
             if err is not None:
-                result = failure(tomo_id, err)
+                result = failure(tomo_id, err, run.sources[i])
             else:
                 try:
                     result = run_loaded(loaded, ctx, plan)
                 except Exception as exc:  # one bad tomogram must not lose the run: record it, write -1
-                    result = failure(tomo_id, exc)
+                    result = failure(tomo_id, exc, run.sources[i])
             run.record(result)
             bar.update(1)
     finally:
         bar.close()
 
 
-# ----------------------------------------------------------------------------- worker processes
-
-
-@dataclass
-class _WorkerState:
-    process: mp.Process
-    conn: object   # the dispatcher's end of the worker's duplex pipe
-    spec: object
-    held: list[int] = field(default_factory=list)  # given, not done, in the order given (= run order)
-    waiting: bool = False  # asked for a task that the dispatcher could not give yet
-    started: bool = False  # said "ready" once: its engines loaded
-    fatal: str | None = None  # why it could not start, as it said before exiting
-
-
-def _run_workers(run: Run, planner, worker_entry=None, on_workers: Callable[[int], None] | None = None) -> None:
-    from multiprocessing.connection import wait
-
-    from inference.worker import Task, WorkerSpec, worker_main
-
-    target = worker_entry or worker_main
-    cfg = run.cfg
-    ctx = mp.get_context("spawn")
-    if cfg.devices:
-        specs = [("cuda", d, None) for d in cfg.devices]
-    else:
-        threads = cfg.engine.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
-        specs = [("cpu", None, threads) for _ in range(cfg.workers)]
-    level = logging.getLogger().getEffectiveLevel()
-    workers: dict[int, _WorkerState] = {}
-    next_wid = [0]
-    start_failures: dict[int, str] = {}  # worker id -> why it could not start
-
-    def start(device, device_id, threads) -> None:
-        wid = next_wid[0]
-        next_wid[0] += 1
-        pin = gpus.pin_value(device_id) if device == "cuda" and device_id is not None else None
-        spec = WorkerSpec(wid=wid, device=device, device_id=device_id, threads=threads, log_level=level, pin=pin)
-        mine, theirs = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=target, args=(spec, cfg, theirs), name=f"motorfinder-worker{wid}", daemon=True)
-        proc.start()
-        theirs.close()
-        workers[wid] = _WorkerState(process=proc, conn=mine, spec=spec)
-
-    for s in specs:
-        start(*s)
-    pending = list(run.pending)          # task indices not yet given out, in order
-    attempts: dict[int, int] = {}
-    restarts_left = max(len(specs), 1) * (cfg.retries + 1) + 2
-    remaining = set(pending)
-    bar = _progress(len(run.ids), len(run.ids) - len(remaining), cfg.progress)
-
-    def give(w: _WorkerState) -> None:
-        plan = planner() if pending else None
-        if plan is STOP:  # the deadline: nothing more is started; the rest is written as -1
-            remaining.difference_update(pending)
-            pending.clear()
-        if pending:
-            i = pending.pop(0)
-            w.held.append(i)
-            w.waiting = False
-            w.conn.send(Task(index=i, source=str(run.sources[i]), attempt=attempts.get(i, 0), plan=plan))
-        elif not remaining:
-            w.waiting = False
-            w.conn.send(None)
-        else:
-            w.waiting = True  # others still work; a retry may come
-
-    def handle(w: _WorkerState, msg) -> None:
-        kind = msg[0]
-        if kind == "ready":
-            w.started = True
-            give(w)
-        elif kind == "done":
-            i, result = msg[2], TomoResult.from_json(msg[3])
-            if i in w.held:
-                w.held.remove(i)
-            if i in remaining:
-                remaining.discard(i)
-                run.record(result)
-                bar.update(1)
-        elif kind == "fatal":
-            w.fatal = msg[2]  # it exits next; bury() reports it
-
-    def drain(w: _WorkerState) -> bool:
-        """Handle everything the worker has sent; False once its pipe is closed (it is gone)."""
-        try:
-            while w.conn.poll():
-                handle(w, w.conn.recv())
-        except (EOFError, OSError):
-            return False
-        return True
-
-    def bury(w: _WorkerState) -> None:
-        """A dead worker: the first tomogram it held is the one it was running (tomograms run in the
-        order given), the culprit: retried once, then failed. The rest are re-queued. One that never
-        started is reported and not restarted; the run goes on with the others."""
-        nonlocal restarts_left
-        del workers[w.spec.wid]
-        w.conn.close()
-        if not w.started:
-            where = f"GPU {w.spec.device_id}" if w.spec.device == "cuda" else f"CPU worker {w.spec.wid}"
-            why = w.fatal or f"it exited with code {w.process.exitcode} before it was ready"
-            start_failures[w.spec.wid] = f"{where}: {why}"
-            pending[:0] = [i for i in w.held if i in remaining]
-            if workers:
-                logger.warning("%s could not start (%s); continuing on %d other worker(s)", where, why, len(workers))
-                if on_workers:
-                    on_workers(len(workers))
-            elif remaining:
-                reasons = "; ".join(v for _, v in sorted(start_failures.items()))
-                raise EngineError(f"no worker could start: {reasons}. Fix: see the reason above (python -m inference "
-                                  "doctor --device cuda checks the GPU set-up), or run with --device cpu")
-            return
-        lost = [i for i in w.held if i in remaining]
-        if lost:
-            logger.warning("worker %d died (exit code %s) holding %s", w.spec.wid, w.process.exitcode,
-                           ", ".join(run.ids[i] for i in lost))
-            culprit = lost[0]
-            attempts[culprit] = attempts.get(culprit, 0) + 1
-            if attempts[culprit] > cfg.retries:
-                remaining.discard(culprit)
-                run.record(TomoResult.failed(run.ids[culprit], f"worker died (exit code {w.process.exitcode}) "
-                                             f"{attempts[culprit]} time(s)", attempts=attempts[culprit]))
-                bar.update(1)
-                lost = lost[1:]
-            pending[:0] = lost
-        if remaining and restarts_left > 0:
-            restarts_left -= 1
-            start(w.spec.device, w.spec.device_id, w.spec.threads)
-        elif remaining and not workers:
-            raise EngineError("every worker died and the restart budget is spent")
-
-    try:
-        while remaining:
-            owner = {}
-            for w in workers.values():
-                owner[w.conn] = w
-                owner[w.process.sentinel] = w
-            touched = {owner[r].spec.wid: owner[r] for r in wait(list(owner), timeout=1.0)}
-            for w in touched.values():
-                alive = drain(w)
-                if not alive or w.process.exitcode is not None:
-                    w.process.join(timeout=5)
-                    drain(w)
-                    bury(w)
-            for w in list(workers.values()):
-                if w.waiting and (pending or not remaining):
-                    give(w)
-    finally:
-        bar.close()
-        for w in workers.values():
-            try:
-                w.conn.send(None)
-            except (OSError, ValueError):
-                pass
-        deadline = time.monotonic() + 10
-        for w in workers.values():
-            w.process.join(timeout=max(0.1, deadline - time.monotonic()))
-            if w.process.is_alive():
-                w.process.terminate()
-
-
 # ------------------------------------------------------------------------------------- finish
 
 
-def _finish(run: Run) -> PredictResult:
+def finish_run(run: Run) -> PredictResult:
     cfg, results = run.cfg, run.results
     ok = {t: r for t, r in results.items() if r.status == "ok"}
     names = [n for n, _ in cfg.manifest.inputs]  # members, or <member>@<tta> for separate TTAs
@@ -398,6 +308,10 @@ def _finish(run: Run) -> PredictResult:
             timer.totals[k] += v
     sources = pd.Series([r.spacing_source for r in ok.values()]).value_counts().to_dict()
     logger.info("spacing from: %s", ", ".join(f"{k} {v}" for k, v in sorted(sources.items())) or "-")
+    mapped = sorted(t for t, r in ok.items() if r.intensity)
+    if mapped:
+        logger.info("intensity: %d tomogram(s) were not 8-bit and were mapped to 0..255 (manifest key intensity): %s",
+                    len(mapped), listing(mapped))
     logger.info("%s (%s)", decision.describe(), cfg.manifest.threshold.describe())
     if failures:
         logger.warning("%d tomogram(s) failed and were written as -1: %s", len(failures),
@@ -407,21 +321,3 @@ def _finish(run: Run) -> PredictResult:
     logger.info("stage times (summed over tomograms; loading overlaps the engines): %s", timer.summary())
     return PredictResult(submission=decision.submission, decision=decision, member_candidates=tables, fused=fused,
                          failures=failures, timer=timer, n_tomograms=len(run.ids), results=dict(results))
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, done: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, initial=done, desc="tomograms", unit="tomo")

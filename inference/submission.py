@@ -14,8 +14,7 @@ confs strictly below it become "no motor"; a tomogram with no candidate (or conf
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -25,6 +24,7 @@ import pandas as pd
 
 from inference.errors import InputError
 from inference.manifest import Threshold
+from inference.results import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -87,39 +87,46 @@ def decide(best: pd.DataFrame, threshold: Threshold) -> Decision:
 
 
 def submission_order(found_ids: Sequence[str], sample_submission: str | Path | None) -> list[str]:
-    """The tomo_ids to write, in order: the sample submission's when given, else sorted."""
+    """The tomo_ids to write, in order: the sample submission's when given (each once, with a WARNING
+    naming those it lists twice or leaves blank), else sorted."""
     if sample_submission is None:
         return sorted(found_ids)
     path = Path(sample_submission)
+    fix = "pass the competition's sample_submission.csv"
+    if not path.is_file():
+        raise InputError(path, "the sample submission does not exist" if not path.exists() else
+                         "the sample submission is not a file", fix)
     try:
-        sample = pd.read_csv(path, dtype={"tomo_id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(path, f"cannot read the sample submission ({exc})",
-                         "pass the competition's sample_submission.csv") from None
+        sample = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(path, f"cannot read the sample submission ({' '.join(str(exc).split())})", fix) from None
     if "tomo_id" not in sample.columns:
-        raise InputError(path, "no 'tomo_id' column", "pass the competition's sample_submission.csv")
-    ids = list(dict.fromkeys(sample["tomo_id"].astype(str)))
+        raise InputError(path, f"no 'tomo_id' column (columns: {', '.join(map(str, sample.columns))})", fix)
+    listed = [str(t) for t in sample["tomo_id"]]
+    blank = [i + 2 for i, t in enumerate(listed) if not t.strip()]
+    if blank:
+        logger.warning("%s: %d row(s) without a tomo_id are left out (line(s) %s)", path, len(blank),
+                       ", ".join(map(str, blank[:10])))
+    listed = [t for t in listed if t.strip()]
+    ids = list(dict.fromkeys(listed))
+    if not ids:
+        raise InputError(path, "the sample submission lists no tomo_id", fix)
+    dupes = sorted(t for t, n in Counter(listed).items() if n > 1)
+    if dupes:
+        logger.warning("%s lists %d tomo_id(s) more than once; each is written once, in the order of its first "
+                       "row: %s", path, len(dupes), ", ".join(dupes[:10]) + (" ..." if len(dupes) > 10 else ""))
     missing = sorted(set(ids) - set(found_ids))
     extra = sorted(set(found_ids) - set(ids))
     if missing:
         logger.warning("%d tomograms of %s were not in the input and get -1: %s", len(missing), path.name,
-                       ", ".join(missing[:5]))
+                       ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
     if extra:
         logger.warning("%d input tomograms are not in %s and are left out: %s", len(extra), path.name,
-                       ", ".join(extra[:5]))
+                       ", ".join(extra[:5]) + (" ..." if len(extra) > 5 else ""))
     return ids
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str | Path, float_format: str | None = None) -> Path:
-    """Write ``df`` to ``path`` through a temp file + rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False, float_format=float_format)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write ``df`` to ``path`` through a temp file + rename, so a reader never sees half a file; a write that
+    fails (read-only folder, full disk) is a WriteError naming ``path`` and leaves the previous file as it was."""
+    return atomic_write(Path(path), lambda fh: df.to_csv(fh, index=False, float_format=float_format), newline="")

@@ -15,13 +15,19 @@ lost when it is killed right after. Messages to the dispatcher:
 
 Volumes never cross a process boundary: each worker reads its own tomograms; only candidates
 (small JSON) come back.
+
+A worker never outlives its dispatcher: a watchdog thread waits on the parent process and ends the
+worker quietly the moment it is gone (killed, crashed), and a closed pipe ends it quietly too (no
+BrokenPipe traceback). Ctrl-C is the dispatcher's to handle: workers ignore SIGINT.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,10 +65,14 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
     dispatcher chose for it (the deadline guard).
     """
     send_lock = threading.Lock()  # two threads send on one connection
+    _watch_parent()
 
     def send(msg) -> None:
         with send_lock:
-            conn.send(msg)
+            try:
+                conn.send(msg)
+            except (OSError, ValueError):  # the dispatcher is gone: nobody to tell, nothing to save
+                _quit()
 
     if spec.device == "cuda" and (spec.pin is not None or spec.device_id is not None):
         # before any CUDA import below; the pinned GPU is device 0 in this process
@@ -72,6 +82,7 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
 
     from dataclasses import replace
 
+    from inference.errors import one_line
     from inference.pipeline import FULL, failure, load, make_context, run_loaded
     from inference.readers import tomo_id_of
 
@@ -82,7 +93,8 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
                            default_spacing=settings.default_spacing, decoder=settings.decoder,
                            read_threads=settings.read_threads)
     except Exception as exc:  # nothing can run here: tell the dispatcher instead of dying silently
-        send(("fatal", spec.wid, f"{type(exc).__name__}: {exc}"))
+        log.debug("worker %d cannot start", spec.wid, exc_info=exc)
+        send(("fatal", spec.wid, one_line(exc)))
         return
 
     local: queue.Queue = queue.Queue()
@@ -92,7 +104,10 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
         while True:
             slots.acquire()
             send(("ready", spec.wid))
-            task = conn.recv()
+            try:
+                task = conn.recv()
+            except (EOFError, OSError):  # the dispatcher is gone
+                _quit()
             if task is None:
                 local.put(None)
                 return
@@ -110,13 +125,37 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
         task, loaded, err = item
         tomo_id = tomo_id_of(task.source)
         if err is not None:
-            result = failure(tomo_id, err)
+            result = failure(tomo_id, err, task.source)
         else:
             try:
                 result = run_loaded(loaded, ctx, task.plan or FULL)
             except Exception as exc:  # one bad tomogram must not stop the worker
-                result = failure(tomo_id, exc)
+                result = failure(tomo_id, exc, task.source)
         result.attempts = task.attempt + 1
         del loaded
         send(("done", spec.wid, task.index, result.to_json()))
     log.debug("worker %d done", spec.wid)
+
+
+def _quit() -> None:
+    """End this worker at once and quietly (its dispatcher is gone; there is nothing to save): the process
+    when it is a worker process, only the calling thread otherwise (a test driving worker_main in a thread)."""
+    if mp.parent_process() is None:
+        raise SystemExit(0)
+    logging.shutdown()
+    os._exit(0)
+
+
+def _watch_parent() -> None:
+    """In a worker process: ignore Ctrl-C (the dispatcher's) and end quietly when the parent process ends.
+    In the main process (a test driving worker_main in a thread) it does nothing."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        parent.join()  # returns when the parent process is gone
+        _quit()
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()

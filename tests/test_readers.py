@@ -22,6 +22,7 @@ from inference.readers import (
     read_slices,
     read_volume,
     resolve_spacing,
+    scan_sources,
     slice_files,
     tomo_id_of,
 )
@@ -427,8 +428,12 @@ def test_list_sources_errors(tmp_path):
         list_sources(tmp_path / "missing")
     make_tomo(tmp_path / "tomo_x", n=2)
     np.save(tmp_path / "tomo_x.npy", np.zeros((2, 3, 4), np.uint8))
-    with pytest.raises(InputError, match="tomo_x"):
-        list_sources(tmp_path)
+    np.save(tmp_path / "tomo_y.npy", np.zeros((2, 3, 4), np.uint8))
+    # two sources of one tomo_id: that tomogram is left out (the run writes it -1), the others are used
+    assert list_sources(tmp_path) == [tmp_path / "tomo_y.npy"]
+    found = scan_sources(tmp_path, report=False)
+    assert found.duplicates == {"tomo_x": [tmp_path / "tomo_x", tmp_path / "tomo_x.npy"]}
+    assert found.ids == ["tomo_x", "tomo_y"] and [p.name for p, _ in found.skipped] == ["notes.txt"]
 
 
 def test_iter_volumes_skips_bad_tomograms(tmp_path, caplog):

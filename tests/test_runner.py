@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -123,16 +124,20 @@ def test_resume_after_killed_run(data, tmp_path):
     assert fresh.read_bytes() == out.read_bytes()
 
 
-def test_work_folder_of_another_run_is_refused(data, tmp_path):
+def test_changed_options_recompute_the_stored_results(data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     cfg = config(data, tmp_path, workers=0)
     run_predict(cfg)
     other = replace(cfg, default_spacing=10.0)
-    from inference.errors import InputError
-
-    with pytest.raises(InputError, match="different run"):
-        run_predict(other)
-    res = run_predict(replace(other, restart=True))
-    assert len(res.results) == len(ids(data))
+    res = run_predict(other)  # the run key covers the options: every result is computed again
+    assert "computed from other inputs" in caplog.text
+    assert all(r.status == "ok" for r in res.results.values()) and len(res.results) == len(ids(data))
+    fresh = run_predict(replace(other, output=tmp_path / "fresh" / "submission.csv"))
+    assert res.submission.equals(fresh.submission)
+    caplog.clear()
+    again = run_predict(other)  # and then resumed, nothing recomputed
+    assert "computed from other inputs" not in caplog.text and "resuming: 6 of 6" in caplog.text
+    assert again.submission.equals(fresh.submission)
 
 
 def test_interrupt_still_writes_a_complete_submission(data, tmp_path):

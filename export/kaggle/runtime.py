@@ -5,7 +5,8 @@ The notebook puts the dataset's package wheel on ``sys.path`` (a pure-Python whe
 and imports this module before anything is installed, so it needs the standard library only. Each
 notebook cell is one call on :class:`Run`. A run always ends with a valid ``submission.csv``: a step
 that fails is reported (on screen and in ``working/motorfinder-run.json``) and the submission falls
-back to what could be predicted, -1 for the rest.
+back to what could be predicted, -1 for the rest. No cell raises (a notebook that throws is no
+submission at all): every step catches what goes wrong, says it in one line and returns.
 
 Two environment variables let the same notebook run elsewhere (the local dry run sets both):
 ``MOTORFINDER_DEVICE=cpu`` (predict on the CPU) and ``MOTORFINDER_PYTHON`` (the interpreter to install
@@ -15,6 +16,7 @@ into and to predict with; default: the notebook's own).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -127,6 +129,21 @@ def environment_report(names: list[str]) -> dict:
     return report
 
 
+def _step(name: str, failed):
+    """A cell's method never raises: anything it did not foresee is reported as that step's failure, and
+    ``failed(run)`` is returned instead."""
+    def wrap(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - a notebook that throws is no submission at all
+                self._note(name, False, f"{type(exc).__name__}: {exc}")
+                return failed(self)
+        return guarded
+    return wrap
+
+
 class Run:
     """One notebook run: the cells call :meth:`install`, :meth:`print_environment`, :meth:`check_device`,
     :meth:`build_engines`, :meth:`predict`, :meth:`check_submission` in this order."""
@@ -134,22 +151,34 @@ class Run:
     def __init__(self, kaggle_root: str | Path, dataset: str | Path, settings: dict):
         self.t0 = time.time()
         self.root, self.dataset, self.settings = Path(kaggle_root), Path(dataset), dict(settings)
-        self.record = json.loads((self.dataset / RECORD_NAME).read_text())
         self.python = os.environ.get("MOTORFINDER_PYTHON") or sys.executable
         self.device = os.environ.get("MOTORFINDER_DEVICE", "cuda")
-        self.competition = self.root / "input" / self.settings["competition"]
+        self.competition = self.root / "input" / str(self.settings.get("competition", ""))
         self.working = self.root / "working"
-        self.working.mkdir(parents=True, exist_ok=True)
         self.submission = self.working / "submission.csv"
-        self.manifest = self.dataset / self.record.get("manifest", MANIFEST_NAME)
         self.status: dict = {"dataset": str(self.dataset), "device": self.device, "steps": {}}
+        try:
+            self.working.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"\n*** working folder FAILED: {exc}\n", flush=True)
+        try:
+            self.record = json.loads((self.dataset / RECORD_NAME).read_text())
+            if not isinstance(self.record, dict):
+                raise ValueError(f"{RECORD_NAME} is not a JSON object")
+        except (OSError, ValueError) as exc:
+            self.record = {}
+            self._note("dataset", False, f"{self.dataset / RECORD_NAME}: {exc} (attach the dataset the build wrote)")
+        self.manifest = self.dataset / str(self.record.get("manifest", MANIFEST_NAME))
         print(f"motorfinder {self.record.get('version', '?')} | dataset {self.dataset} | device {self.device} | "
               f"python {self.python} | runtime {__file__}", flush=True)
 
     # ------------------------------------------------------------------------------ plumbing
     def _note(self, step: str, ok: bool, detail: str) -> None:
         self.status["steps"][step] = {"ok": ok, "detail": detail, "at_s": round(time.time() - self.t0, 1)}
-        (self.working / STATUS_NAME).write_text(json.dumps(self.status, indent=2) + "\n")
+        try:
+            (self.working / STATUS_NAME).write_text(json.dumps(self.status, indent=2) + "\n")
+        except OSError as exc:  # a full disk must not stop the notebook: the screen still says it
+            print(f"(cannot write {self.working / STATUS_NAME}: {exc})", flush=True)
         if not ok:
             print(f"\n*** {step} FAILED: {detail}\n", flush=True)
 
@@ -169,9 +198,13 @@ class Run:
         return proc.wait(), "".join(out)
 
     # ---------------------------------------------------------------------------------- cells
+    @_step("install", lambda run: False)
     def install(self) -> bool:
         """pip, offline: the package wheel and the shipped requirements, dependencies resolved from the
         dataset's wheel folders and what the image has."""
+        if not self.record.get("wheel"):
+            self._note("install", False, f"no package wheel named in {self.dataset / RECORD_NAME}")
+            return False
         folders = [self.dataset / WHEELS_DIR / g for g in self.record.get("wheel_groups", [])]
         cmd = [self.python, "-m", "pip", "install", "--no-index", "--disable-pip-version-check", "--no-input"]
         for f in folders:
@@ -182,6 +215,7 @@ class Run:
         self._note("install", rc == 0, "ok" if rc == 0 else pip_problem(out))
         return rc == 0
 
+    @_step("environment", lambda run: None)
     def print_environment(self) -> dict | None:
         """Versions as installed, the GPUs, ONNX Runtime's providers; and where the image differs from what
         the build assumed (``kaggle_image_packages.txt``)."""
@@ -206,6 +240,7 @@ class Run:
         self._note("environment", True, f"python {env['python']}; {len(differ)} difference(s) from the image list")
         return env
 
+    @_step("engines", lambda run: run.manifest)
     def build_engines(self) -> Path:
         """TensorRT engines for the members in working/engines where TensorRT imports (reused when the dataset
         ships ones for this GPU and version); any problem leaves predict on the ONNX files (ONNX Runtime)."""
@@ -257,6 +292,7 @@ class Run:
         derived.write_text(yaml.safe_dump(raw, sort_keys=False))
         return derived
 
+    @_step("doctor", lambda run: run.fall_back_to_cpu("the device check failed"))
     def check_device(self) -> bool:
         """``python -m inference doctor`` for the run's device, printed; a GPU that cannot be used (no CuPy, a
         CUDA provider that does not load, no GPU) moves the run to the CPU with a warning, never ends it."""
@@ -270,14 +306,19 @@ class Run:
             return True
         reason = ([ln for ln in out.splitlines() if ln.startswith("error:")] or
                   [ln for ln in out.splitlines() if ln.strip()][-1:] or [f"exit code {rc}"])[0]
+        self._note("doctor", False, reason)
+        return self.fall_back_to_cpu(f"device {self.device} cannot be used ({reason})")
+
+    def fall_back_to_cpu(self, why: str) -> bool:
+        """Move the rest of the run to the CPU with a warning (nothing to do on the CPU already); False."""
         if self.device != "cpu":
-            print(f"WARNING: device {self.device} cannot be used ({reason}); predict falls back to the CPU: the "
-                  "deadline guard degrades the ensemble and writes -1 for what it cannot reach", flush=True)
+            print(f"WARNING: {why}; predict falls back to the CPU: the deadline guard degrades the ensemble and "
+                  "writes -1 for what it cannot reach", flush=True)
             self.device = "cpu"
             self.status["device"] = "cpu (fallback)"
-        self._note("doctor", False, reason)
         return False
 
+    @_step("predict", lambda run: False)
     def predict(self) -> bool:
         """``python -m inference predict`` over the test set on every visible GPU (``devices`` in the settings);
         the deadline guard gets what is left of the notebook's budget (it degrades the ensemble, then writes
@@ -287,9 +328,7 @@ class Run:
             return False
         rc, detail = self._predict_on(self.device)
         if rc != 0 and self.device != "cpu":
-            print(f"WARNING: predict on {self.device} failed ({detail}); running it again on the CPU", flush=True)
-            self.device = "cpu"
-            self.status["device"] = "cpu (fallback)"
+            self.fall_back_to_cpu(f"predict on {self.device} failed ({detail})")
             rc, detail = self._predict_on("cpu")
         self._note("predict", rc == 0, "ok" if rc == 0 else detail)
         return rc == 0
@@ -308,9 +347,13 @@ class Run:
         tail = [ln for ln in out.splitlines() if ln.strip()][-1:] or [""]
         return rc, f"exit code {rc}: {tail[0]}"
 
+    @_step("submission", lambda run: ["the check failed: see above"])
     def check_submission(self) -> list[str]:
         """Every sample id once, the sample's columns, valid numbers; anything else is repaired (-1)."""
         sample = self.competition / "sample_submission.csv"
+        if not sample.is_file():
+            self._note("submission", False, f"{sample} is missing: cannot check or repair the submission")
+            return [f"no {sample.name}"]
         problems = submission_problems(self.submission, sample) if self.submission.is_file() else ["no submission"]
         if problems:
             fixed = repair_submission(self.submission, sample)
