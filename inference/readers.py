@@ -6,7 +6,10 @@ A tomogram *source* is one of
   one of jpg, jpeg, png, tif, tiff (any case) -- the Kaggle BYU layout
   (``tomo_003acc/slice_0000.jpg``, ...);
 * an ``.mrc`` / ``.rec`` file (MRC2014, read memory-mapped);
-* a ``.npy`` file holding a 3D array (read memory-mapped).
+* a ``.npy`` file holding a 3D array (read memory-mapped);
+* a ``.zarr`` folder or an fsspec URL of one: an OME-Zarr tomogram (:mod:`inference.omezarr`).
+
+The input may also be a text file listing sources, paths or URLs (:mod:`inference.source_list`).
 
 Every volume is returned as a (Z, Y, X) array, ``uint8`` for 8-bit data and ``float32`` for
 anything else. Problems with a source are raised as :class:`inference.errors.InputError` naming
@@ -35,11 +38,16 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inference import source_list
 from inference.decoders import get_decoder
 from inference.errors import InputError
+
+if TYPE_CHECKING:
+    from inference.omezarr import LevelMap
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +61,8 @@ SLICE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 DEFAULT_SPACING_A = 13.1
 
 _SLICE_RE = re.compile(r"^slice_(\d+)\.(?:jpg|jpeg|png|tif|tiff)$", re.IGNORECASE)
-_FIX_SOURCE = "point the input at folders of slice_NNNN.jpg images, .mrc/.rec files or .npy files"
+_FIX_SOURCE = ("point the input at folders of slice_NNNN.jpg images, .mrc/.rec/.npy files, OME-Zarr .zarr folders, "
+               "or a .txt file listing them")
 _FIX_SLICES = "re-extract the tomogram so its slices are slice_0000 ... slice_<Z-1> with no gaps"
 _MAX_LISTED = 5
 
@@ -72,9 +81,17 @@ def default_threads() -> int:
 
 
 def tomo_id_of(path: str | Path) -> str:
-    """The tomo_id of a source: a folder's name, or a file's name without its suffix."""
+    """The tomo_id of a source: a folder's name, a file's or a ``.zarr`` store's name without its suffix."""
+    if source_list.is_url(path):
+        return source_list.url_id(path)
     path = Path(path)
+    if _is_zarr(path):
+        return path.name[: -len(".zarr")]
     return path.name if path.is_dir() else path.stem
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.suffix.lower() == ".zarr"
 
 
 def _has_slices(folder: Path) -> bool:
@@ -102,13 +119,17 @@ def list_sources(input_dir: str | Path) -> list[Path]:
     if input_dir.is_file():
         if _is_source_file(input_dir):
             return [input_dir]
+        if source_list.is_listing(input_dir):
+            return source_list.read_listing(input_dir, tomo_id_of)
         raise InputError(input_dir, "not a tomogram source", _FIX_SOURCE)
+    if _is_zarr(input_dir):
+        return [input_dir]
     try:
         entries = sorted(p for p in input_dir.iterdir() if not p.name.startswith("."))
     except OSError as exc:
         raise InputError(input_dir, f"cannot list folder ({exc.strerror or exc})", "check permissions") from None
 
-    sources = [p for p in entries if (p.is_dir() and _has_slices(p)) or _is_source_file(p)]
+    sources = [p for p in entries if (p.is_dir() and (_is_zarr(p) or _has_slices(p))) or _is_source_file(p)]
     if not sources and _has_slices(input_dir):
         logger.info("%s holds slice images itself: reading it as one tomogram", input_dir)
         return [input_dir]
@@ -422,18 +443,36 @@ def read_npy(path: str | Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Volume:
-    """A tomogram as read: (Z, Y, X) data, the header's voxel size (Å, MRC only) and its source."""
+    """A tomogram as read: (Z, Y, X) data, the header's voxel size (Å; MRC, OME-Zarr level 0) and its
+    source; ``level_map``: where the voxels of the OME-Zarr level read sit on level 0 (None: level 0)."""
 
     tomo_id: str
     data: np.ndarray
     header_spacing: float | None
-    source: Path
+    source: Path | str
+    level_map: "LevelMap | None" = None
 
 
-def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | None = None) -> Volume:
-    """Read one tomogram source (a slice folder, an .mrc/.rec file or an .npy file)."""
-    source = Path(source)
+def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | None = None,
+                zarr_level: int | str = 0, target_A: float | None = None, spacing_A: float | None = None) -> Volume:
+    """Read one tomogram source (a slice folder, an .mrc/.rec file, an .npy file, an OME-Zarr store or URL).
+
+    OME-Zarr only: ``zarr_level`` (an index or ``"auto"``), ``target_A`` (the finest spacing a member
+    needs) and ``spacing_A`` (level 0's spacing when the spacing CSV gives it), see
+    :func:`inference.omezarr.read_omezarr`.
+    """
     started = time.perf_counter()
+    if source_list.is_url(source) or _is_zarr(Path(source)):
+        from inference.omezarr import read_omezarr
+
+        data, header, level_map = read_omezarr(source, level=zarr_level, target_A=target_A, spacing_A=spacing_A)
+        volume = Volume(tomo_id=tomo_id_of(source), data=data, header_spacing=header, source=source,
+                        level_map=level_map)
+        logger.debug("read %s (OME-Zarr level %d): %s %s in %.2f s", volume.tomo_id,
+                     level_map.level if level_map else 0, "x".join(map(str, data.shape)), data.dtype,
+                     time.perf_counter() - started)
+        return volume
+    source = Path(source)
     header_spacing = None
     if source.is_dir():
         data = read_slices(source, decoder=decoder, threads=threads)
@@ -464,7 +503,7 @@ def iter_volumes(
     ``on_error(source, error)`` if given, and skipped; the rest are still read.
     """
     for source in sources:
-        source = Path(source)
+        source = source_list.as_source(source)
         try:
             volume = read_volume(source, decoder=decoder, threads=threads)
         except InputError as exc:
