@@ -124,13 +124,14 @@ def open_store(source: str | Path) -> Store:
         raise InputError(_bad_json_file(source), f"malformed JSON ({exc.msg}, line {exc.lineno} column {exc.colno})",
                          "repair or re-download the store's metadata") from None
     except NodeNotFoundError:
-        raise InputError(source, "not a zarr group (no zarr.json or .zgroup)",
-                         "point at the OME-Zarr folder that holds .zattrs/zarr.json and the level arrays 0, 1, ...") from None
+        raise InputError(source, "not a zarr group (no zarr.json or .zgroup)", "point at the OME-Zarr folder that "
+                         "holds .zattrs/zarr.json and the level arrays 0, 1, ...") from None
     except ImportError as exc:
         raise InputError(source, f"cannot open the URL ({exc})",
                          "pip install fsspec (plus s3fs for s3://, gcsfs for gs://)") from None
     except (OSError, ValueError) as exc:
-        raise InputError(source, f"cannot open the zarr group ({type(exc).__name__}: {exc})", "check the path or URL") from None
+        raise InputError(source, f"cannot open the zarr group ({type(exc).__name__}: {exc})",
+                         "check the path or URL") from None
     meta_file = "zarr.json" if group.metadata.zarr_format == 3 else ".zattrs"
     meta_path = f"{where.rstrip('/')}/{meta_file}"
     attrs = group.attrs.asdict()
@@ -138,7 +139,8 @@ def open_store(source: str | Path) -> Store:
     if multiscales is None and isinstance(attrs.get("ome"), dict):
         multiscales = attrs["ome"].get("multiscales")
     if multiscales is None:
-        missing = meta_file == ".zattrs" and not attrs and not is_url(source) and not (Path(source) / ".zattrs").exists()
+        missing = (meta_file == ".zattrs" and not attrs and not is_url(source)
+                   and not (Path(source) / ".zattrs").exists())
         problem = ".zattrs is missing" if missing else f"no OME-NGFF 'multiscales' metadata in {meta_file}"
         raise InputError(meta_path, problem, _FIX_META)
     if not isinstance(multiscales, list) or not multiscales or not isinstance(multiscales[0], dict):
@@ -187,8 +189,8 @@ def _axes(raw, meta_path: str) -> tuple[tuple[str, ...], tuple[float, float, flo
     if not given:
         return tuple(names), None
     if len(given) < 3:
-        raise InputError(meta_path, f"axes {', '.join(given)} have a unit but {', '.join(n for n in _ZYX if n not in given)} "
-                         "has none", _FIX_META)
+        none = ", ".join(n for n in _ZYX if n not in given)
+        raise InputError(meta_path, f"axes {', '.join(given)} have a unit but {none} has none", _FIX_META)
     factors = []
     for n in _ZYX:
         unit = str(units[n]).lower()
@@ -216,7 +218,8 @@ def _transforms(raw, ndim: int, what: str, meta_path: str, required: bool):
                 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
                 or (kind == "scale" and not all(v > 0 for v in values))):
             need = "positive numbers" if kind == "scale" else "numbers"
-            raise InputError(meta_path, f"{what} {kind} must be {ndim} {need} (one per axis), got {values!r}", _FIX_META)
+            raise InputError(meta_path, f"{what} {kind} must be {ndim} {need} (one per axis), got {values!r}",
+                             _FIX_META)
         found[kind] = [float(v) for v in values]
     if "scale" not in found:
         raise InputError(meta_path, f"{what}.coordinateTransformations has no 'scale'", _FIX_META)

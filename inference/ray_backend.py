@@ -321,8 +321,8 @@ class _Dispatcher:
                     self.on_workers(max(1, self.live()))
             elif self.remaining:
                 reasons = "; ".join(v for _, v in sorted(self.start_failures.items()))
-                raise EngineError(f"no Ray actor could start: {reasons}. Fix: see the reason above (python -m inference "
-                                  "doctor checks a node's set-up)")
+                raise EngineError(f"no Ray actor could start: {reasons}. Fix: see the reason above "
+                                  "(python -m inference doctor checks a node's set-up)")
             return
         culprit = None
         if actor.running is not None:

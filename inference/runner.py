@@ -173,8 +173,9 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
         if planner is None and cfg.deadline_h is not None:
             from inference.deadline import DeadlineGuard
 
+            devices = len(cfg.devices) if isinstance(cfg.devices, tuple) else 1  # Ray: 'all' is counted later
             guard = DeadlineGuard(cfg.manifest, cfg.deadline_h * 3600.0, total=len(run.pending),
-                                  workers=(len(cfg.devices) if isinstance(cfg.devices, tuple) else 1) or max(1, cfg.workers))
+                                  workers=devices if cfg.devices else max(1, cfg.workers))
             run.observers.append(guard.observe)
             planner = guard
         planner = planner or (lambda: FULL)

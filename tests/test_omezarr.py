@@ -154,7 +154,8 @@ def test_missing_and_malformed_metadata(store, tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update(axes=[{"name": n, "type": "space", "unit": "angstrom"} for n in "cyx"]),
      "a tomogram needs the spatial axes z, y and x"),
-    (lambda m: [a.update(unit="micrometer") for a in m["axes"]], "unit 'micrometer'; the reader knows angstrom and nanometer"),
+    (lambda m: [a.update(unit="micrometer") for a in m["axes"]],
+     "unit 'micrometer'; the reader knows angstrom and nanometer"),
     (lambda m: m["axes"][0].pop("unit"), "axes y, x have a unit but z has none"),
     (lambda m: m["datasets"][0].update(coordinateTransformations=[{"type": "scale", "scale": [1, 1]}]),
      "datasets[0] scale must be 3 positive numbers"),
@@ -246,3 +247,17 @@ def test_url_without_fsspec_is_refused_at_listing(tmp_path, monkeypatch):
     listing.write_text("s3://bucket/TS_1.zarr\n")
     with pytest.raises(InputError, match="line 1: reading a URL needs fsspec"):
         list_sources(listing)
+
+
+def test_synth_writes_ome_zarr(tmp_path):
+    from inference.synth import generate
+
+    labels = generate(tmp_path, 2, 5, split="test", scale=0.1, progress=False, fmt="zarr")
+    sources = list_sources(tmp_path / "test")
+    assert [tomo_id_of(s) for s in sources] == sorted(labels["tomo_id"].unique())
+    for s in sources:
+        row = labels[labels["tomo_id"] == tomo_id_of(s)].iloc[0]
+        vol = read_volume(s)
+        assert vol.header_spacing == row["Voxel spacing"] and vol.data.dtype == np.uint8
+        assert vol.data.shape == tuple(row[f"Array shape (axis {i})"] for i in range(3))
+        assert len(open_store(s).levels) == 3

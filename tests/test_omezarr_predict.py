@@ -22,7 +22,7 @@ from inference.omezarr_write import write_omezarr  # noqa: E402
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """5 synthetic test tomograms (seed 33: one at 6.5 Å) as JPEG slice folders and the same volumes as OME-Zarr (levels 0/1/2, Å)."""
+    """5 synthetic test tomograms as JPEG slice folders, and the same volumes as OME-Zarr (levels 0/1/2, Å)."""
     root = tmp_path_factory.mktemp("zarrpredict")
     labels = generate(root / "jpeg", 5, 33, split="test", scale=0.12, progress=False)
     spacing = labels.groupby("tomo_id")["Voxel spacing"].first()
@@ -123,3 +123,21 @@ def test_zarr_level_is_part_of_the_run_key(data, tmp_path):
     run_predict(cfg)
     with pytest.raises(InputError, match="different run"):
         run_predict(replace(cfg, zarr_level=1))
+
+
+def test_cli_listing_auto_level_and_copick(data, tmp_path):
+    import subprocess
+    import sys
+
+    root, manifest, _ = data
+    listing = tmp_path / "sources.txt"
+    listing.write_text("# OME-Zarr stores\n" + "\n".join(str(p) for p in sorted((root / "zarr").iterdir())) + "\n")
+    out = tmp_path / "sub.csv"
+    proc = subprocess.run([sys.executable, "-m", "inference", "-q", "predict", "--manifest", str(manifest), "--input",
+                           str(listing), "--output", str(out), "--zarr-level", "auto", "--copick-out",
+                           str(tmp_path / "copick"), "--workers", "0", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_csv(out)) == 5 and len(list((tmp_path / "copick" / "ExperimentRuns").iterdir())) == 5
+    bad = subprocess.run([sys.executable, "-m", "inference", "predict", "--manifest", str(manifest), "--input",
+                          str(listing), "--output", str(out), "--zarr-level", "coarse"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "expected 'auto' or a level index 0, 1, ..., got 'coarse'" in bad.stderr
