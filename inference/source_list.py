@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 #: Suffixes of a file that lists sources (any other file must be a tomogram source itself).
 LISTING_SUFFIXES: tuple[str, ...] = (".txt", ".list", ".lst")
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_FIX_FSSPEC = "pip install fsspec (plus the file system's package: s3fs for s3://, gcsfs for gs://)"
+_FIX_FSSPEC = ("pip install fsspec (plus the file system's package: s3fs for s3://, aiohttp for https://, "
+               "gcsfs for gs://)")
 
 
 def is_url(source) -> bool:
