@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from inference import __version__
+from inference import __version__, cli_scale
 from inference.errors import EngineError, InputError, one_line, write_error
 
 logger = logging.getLogger("inference")
@@ -49,13 +49,14 @@ def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict", help="run the manifest's members over tomograms and write submission.csv",
         description="Run every member of a manifest over every tomogram source in --input (BYU slice folders, "
-                    ".mrc/.rec files, .npy volumes), decode candidate points, fuse members, threshold, "
-                    "and write a submission.",
+                    ".mrc/.rec files, .npy volumes, OME-Zarr stores), decode candidate points, fuse members, "
+                    "threshold, and write a submission.",
     )
     p.add_argument("--manifest", required=True, type=Path, help="weights_manifest.yaml (paths inside are "
                    "relative to it)")
     p.add_argument("--input", required=True, type=Path, help="folder of tomogram sources (one sub-folder of "
-                   "slice_NNNN.jpg per tomo_id, or .mrc/.rec/.npy files)")
+                   "slice_NNNN.jpg per tomo_id, .mrc/.rec/.npy files, .zarr OME-Zarr stores), or a .txt file "
+                   "listing sources one per line (paths, or fsspec URLs such as s3://.../TS_026.zarr)")
     p.add_argument("--output", required=True, type=Path, help="submission CSV to write")
     p.add_argument("--spacing-csv", type=Path, default=None, help="voxel spacings: train_labels format or "
                    "tomo_id,voxel_spacing; first source of spacing, before the MRC header and the default")
@@ -97,6 +98,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--read-threads", type=int, default=None, help="threads decoding slices (default: "
                    "min(8, cores))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cli_scale.add_options(p)
     p.set_defaults(func=_run_predict)
 
 
@@ -143,6 +145,7 @@ def _run_predict(args) -> int:
         restart=args.restart,
         retries=args.retries,
         deadline_h=args.deadline_h,
+        **cli_scale.settings(args),
     )
     result = run_predict(cfg)
     print(f"wrote {args.output}: {result.decision.describe()}; "

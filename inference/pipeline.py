@@ -23,6 +23,7 @@ from inference.errors import InputError, one_line
 from inference.fusion import fuse_members
 from inference.manifest import Manifest
 from inference.model_check import check_engine
+from inference.omezarr import LevelMap
 from inference.predictor import MemberPredictor
 from inference.results import TomoResult
 from inference.timing import StageTimer
@@ -40,11 +41,22 @@ class Context:
     default_spacing: float
     decoder: str = "auto"
     read_threads: int | None = None
+    zarr_level: int | str = 0  # OME-Zarr level read: an index or "auto" (the level for finest_target)
+
+    @property
+    def finest_target(self) -> float:
+        """The finest spacing (Å) any member resamples to: ``--zarr-level auto`` reads no coarser."""
+        return finest_target(self.manifest)
+
+
+def finest_target(manifest: Manifest) -> float:
+    """min(target spacing, every 2d member's slice spacing) in Å."""
+    return min([manifest.target_spacing] + [m.slice_spacing for m in manifest.members if m.slice_spacing])
 
 
 def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path | None = None,
                  default_spacing: float | None = None, decoder: str = "auto", read_threads: int | None = None,
-                 engine_factory: Callable | None = None) -> Context:
+                 engine_factory: Callable | None = None, zarr_level: int | str = 0) -> Context:
     factory = engine_factory or (lambda member: load_engine(member.model, replace(engine, input_hint=input_hint(member))))
     xp = array_module(engine.device)
     predictors = []
@@ -55,7 +67,7 @@ def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path
     table = readers.load_spacing_table(spacing_csv) if spacing_csv else None
     default = default_spacing if default_spacing is not None else manifest.default_spacing
     return Context(manifest=manifest, predictors=predictors, spacing_table=table, default_spacing=default,
-                   decoder=decoder, read_threads=read_threads)
+                   decoder=decoder, read_threads=read_threads, zarr_level=zarr_level)
 
 
 def input_hint(member) -> InputHint:
@@ -86,6 +98,8 @@ class Loaded:
     spacing_source: str
     resampled: dict[tuple, np.ndarray]  # volume key -> resampled volume (one per geometry and intensity rule)
     timer: StageTimer = field(default_factory=StageTimer)
+    level_map: LevelMap | None = None  # an OME-Zarr level > 0 was read: results go to level-0 voxels
+    base_spacing: float | None = None  # then: level 0's spacing (``spacing`` is the level's)
     keys: dict[str, tuple] = field(default_factory=dict)  # member name -> its key in ``resampled``
     intensity: str | None = None  # how a volume that is not 8-bit was mapped to 0..255 (None: it was not)
 
@@ -119,10 +133,15 @@ def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
     volume that is not 8-bit, per intensity rule: :mod:`inference.intensity`, logged)."""
     timer = StageTimer()
     tomo_id = readers.tomo_id_of(source)
+    table = ctx.spacing_table or {}
     with timer.stage("read"):
-        vol = readers.read_volume(source, decoder=ctx.decoder, threads=ctx.read_threads)
+        vol = readers.read_volume(source, decoder=ctx.decoder, threads=ctx.read_threads, zarr_level=ctx.zarr_level,
+                                  target_A=ctx.finest_target, spacing_A=table.get(tomo_id))
     spacing, how = readers.resolve_spacing(tomo_id, table=ctx.spacing_table, header_spacing=vol.header_spacing,
                                            default=ctx.default_spacing)
+    base_spacing = spacing
+    if vol.level_map is not None:  # the spacing is level 0's; the level read is scaled from it (along x)
+        spacing = base_spacing * vol.level_map.factor[2]
     resampled: dict[tuple, np.ndarray] = {}
     active = _active(ctx, plan)
     data = vol.data
@@ -149,7 +168,8 @@ def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
         logger.info("%s: %s", tomo_id, note)
     return Loaded(tomo_id=tomo_id, shape=tuple(int(n) for n in vol.data.shape), spacing=spacing,
                   spacing_source=how, resampled=resampled, timer=timer, keys=keys,
-                  intensity="; ".join(notes) or None)
+                  intensity="; ".join(notes) or None, level_map=vol.level_map,
+                  base_spacing=base_spacing if vol.level_map is not None else None)
 
 
 def _active(ctx: Context, plan: Plan) -> list[MemberPredictor]:
@@ -177,9 +197,13 @@ def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
     weights = ctx.manifest.input_weights()
     with timer.stage("fusion"):
         fused_zyx, fused_conf = fuse_members(ctx.manifest.fusion, members, weights, loaded.spacing)
+    spacing, shape, lm = loaded.spacing, loaded.shape, loaded.level_map
+    if lm is not None:  # an OME-Zarr level > 0: report level-0 voxel indices and spacing
+        members = {k: (lm.to_base(zyx), conf) for k, (zyx, conf) in members.items()}
+        fused_zyx, spacing, shape = lm.to_base(fused_zyx), loaded.base_spacing, lm.base_shape
     return TomoResult(
-        tomo_id=loaded.tomo_id, status="ok", spacing=loaded.spacing, spacing_source=loaded.spacing_source,
-        shape=list(loaded.shape), members={k: TomoResult.points(*v) for k, v in members.items()},
+        tomo_id=loaded.tomo_id, status="ok", spacing=spacing, spacing_source=loaded.spacing_source,
+        shape=list(shape), members={k: TomoResult.points(*v) for k, v in members.items()},
         fused=TomoResult.points(fused_zyx, fused_conf), seconds=dict(timer.totals), member_seconds=member_seconds,
         degrade=plan.level, intensity=loaded.intensity,
     )

@@ -2,8 +2,10 @@
 
 A tomogram *source* (found by :mod:`inference.sources`) is a folder named by its tomo_id holding one
 image per z, ``slice_<number>.<ext>`` (jpg, jpeg, png, tif, tiff; the Kaggle BYU layout), an
-``.mrc``/``.rec`` file (MRC2014, :mod:`inference.mrc`, memory-mapped) or a ``.npy`` file holding a
-3D array (memory-mapped).
+``.mrc``/``.rec`` file (MRC2014, :mod:`inference.mrc`, memory-mapped), a ``.npy`` file holding a
+3D array (memory-mapped), or a ``.zarr`` folder or fsspec URL of one: an OME-Zarr tomogram
+(:mod:`inference.omezarr`). The input may also be a text file listing sources, paths or URLs
+(:mod:`inference.source_list`).
 
 Every volume is returned as a (Z, Y, X) array, ``uint8`` for 8-bit data and ``float32`` for
 anything else; a float volume's NaN and infinite voxels are replaced, with a WARNING, and its range
@@ -22,9 +24,11 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inference import source_list
 from inference.decoders import get_decoder
 from inference.errors import InputError
 from inference.intensity import VoxelStats, scan_voxels
@@ -36,6 +40,7 @@ from inference.sources import (  # re-exported: the listing was part of this mod
     SLICE_SUFFIXES,
     SOURCE_SUFFIXES,
     Listing,
+    is_zarr,
     list_sources,
     scan_sources,
     slice_files,
@@ -52,6 +57,9 @@ __all__ = ["DEFAULT_SPACING_A", "MRC_SUFFIXES", "SLICE_SUFFIXES", "SOURCE_SUFFIX
            "Volume", "default_threads", "iter_volumes", "list_sources", "load_spacing_table", "peek_volume",
            "read_mrc", "read_npy", "read_slices", "read_volume", "resolve_spacing", "scan_sources", "slice_files",
            "tomo_id_of"]
+
+if TYPE_CHECKING:
+    from inference.omezarr import LevelMap
 
 logger = logging.getLogger(__name__)
 
@@ -203,20 +211,39 @@ def read_npy(path: str | Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Volume:
-    """A tomogram as read: (Z, Y, X) data (finite), the header's voxel size (Å, MRC only), its source,
-    and for data that is not ``uint8`` what :func:`~inference.intensity.scan_voxels` found."""
+    """A tomogram as read: (Z, Y, X) data (finite), the header's voxel size (Å; MRC, OME-Zarr level 0), its
+    source, for data that is not ``uint8`` what :func:`~inference.intensity.scan_voxels` found, and
+    ``level_map``: where the voxels of the OME-Zarr level read sit on level 0 (None: level 0)."""
 
     tomo_id: str
     data: np.ndarray
     header_spacing: float | None
-    source: Path
+    source: Path | str
     stats: VoxelStats | None = None
+    level_map: "LevelMap | None" = None
 
 
-def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | None = None) -> Volume:
-    """Read one tomogram source (a slice folder, an .mrc/.rec file or an .npy file)."""
-    source = Path(source)
+def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | None = None,
+                zarr_level: int | str = 0, target_A: float | None = None, spacing_A: float | None = None) -> Volume:
+    """Read one tomogram source (a slice folder, an .mrc/.rec file, an .npy file, an OME-Zarr store or URL).
+
+    OME-Zarr only: ``zarr_level`` (an index or ``"auto"``), ``target_A`` (the finest spacing a member
+    needs) and ``spacing_A`` (level 0's spacing when the spacing CSV gives it), see
+    :func:`inference.omezarr.read_omezarr`.
+    """
     started = time.perf_counter()
+    if source_list.is_url(source) or is_zarr(Path(source)):
+        from inference.omezarr import read_omezarr
+
+        data, header, level_map = read_omezarr(source, level=zarr_level, target_A=target_A, spacing_A=spacing_A)
+        data, stats = scan_voxels(data, source)
+        volume = Volume(tomo_id=tomo_id_of(source), data=data, header_spacing=header, source=source, stats=stats,
+                        level_map=level_map)
+        logger.debug("read %s (OME-Zarr level %d): %s %s in %.2f s", volume.tomo_id,
+                     level_map.level if level_map else 0, "x".join(map(str, data.shape)), data.dtype,
+                     time.perf_counter() - started)
+        return volume
+    source = Path(source)
     header_spacing = None
     if source.is_dir():
         data = read_slices(source, decoder=decoder, threads=threads)
@@ -238,7 +265,10 @@ def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | Non
 
 def peek_volume(source: str | Path) -> tuple[tuple[int, int, int], float | None, int]:
     """((Z, Y, X) shape, header voxel size or None, bytes per voxel as read) without reading the voxels:
-    an MRC or .npy header, or a slice folder's count and first slice. InputError when it cannot tell."""
+    an MRC or .npy header, or a slice folder's count and first slice. InputError when it cannot tell (an
+    OME-Zarr store: its level is chosen when it is read, in chunks)."""
+    if source_list.is_url(source) or is_zarr(Path(source)):
+        raise InputError(source, "an OME-Zarr store is not sized before it is read", None)
     source = Path(source)
     if source.is_dir():  # the names only (no stat per slice): the read validates them
         try:
@@ -283,7 +313,7 @@ def iter_volumes(
     ``on_error(source, error)`` if given, and skipped; the rest are still read.
     """
     for source in sources:
-        source = Path(source)
+        source = source_list.as_source(source)
         try:
             volume = read_volume(source, decoder=decoder, threads=threads)
         except InputError as exc:

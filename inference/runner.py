@@ -9,7 +9,9 @@ Two ways to run, one result:
   its engines built once and its own prefetch thread (:mod:`inference.worker`). ``devices='all'``
   uses every GPU this process sees, counted at run time (:mod:`inference.gpus`). A worker that
   cannot start (its engines do not load, its GPU is broken) is reported in one warning and the
-  run goes on with the others; only when none can start is it an error.
+  run goes on with the others; only when none can start is it an error;
+* Ray actors (``backend='ray'``): the same, one actor per GPU or CPU share on a Ray cluster
+  (:mod:`inference.ray_backend`), recorded by the same :class:`Run`.
 
 :class:`Run` is what every backend shares (this module's two, and others built on it): the input
 listing (every entry not used named in a WARNING; a tomo_id with two sources fails alone), the
@@ -35,7 +37,7 @@ import pandas as pd
 
 from inference import gpus, preflight, readers, workdir
 from inference.engines import EngineOptions
-from inference.errors import WriteError, one_line
+from inference.errors import InputError, WriteError, one_line
 from inference.manifest import Manifest
 from inference.pipeline import FULL, STOP, Plan, failure, load, make_context, prefetched, run_loaded
 from inference.progress import progress_bar
@@ -75,6 +77,12 @@ class PredictConfig:
     retries: int = 1                       # re-runs of a tomogram whose worker died
     write_every_s: float = 5.0             # rewrite the submission at most this often while running
     deadline_h: float | None = None        # time budget of this run (deadline guard); None: no guard
+    zarr_level: int | str = 0              # OME-Zarr level read: an index or "auto" (inference.omezarr)
+    backend: str = "local"                 # "local" (this machine's processes) or "ray" (inference.ray_backend)
+    ray_address: str | None = None         # Ray cluster to join; None: $RAY_ADDRESS, else a local Ray
+    copick_out: Path | None = None         # also write fused points as copick picks here (inference.copick_out)
+    copick_object: str = "flagellar-motor"
+    copick_user: str = "motorfinder"
 
 
 @dataclass
@@ -119,6 +127,8 @@ class Run:
                                on_gpu=bool(cfg.devices) or cfg.engine.device == "cuda")
         self.order = submission_order(self.ids, cfg.sample_submission)
         options = {"decoder": cfg.decoder, "fp16": cfg.engine.fp16}
+        if cfg.zarr_level != 0:  # another OME-Zarr level gives other results (the backend does not)
+            options["zarr_level"] = cfg.zarr_level
         self.options_key = workdir.options_key(cfg.manifest.path, [m.model for m in cfg.manifest.members],
                                                cfg.spacing_csv, default, options)
         self.store = ResultStore(work_dir_of(cfg), self.options_key, restart=cfg.restart)
@@ -187,31 +197,46 @@ def _table(points: dict[str, list[list[float]]], results: dict[str, TomoResult])
 
 
 def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
-                planner: Callable[[], Plan] | None = None, worker_entry: Callable | None = None) -> PredictResult:
+                planner: Callable[[], Plan] | None = None, worker_entry: Callable | None = None,
+                actor_hook: Callable | None = None) -> PredictResult:
     """Run the whole prediction (see the module docstring) and return what it wrote.
 
     ``engine_factory(member) -> callable`` replaces the engines (tests; in-process only).
     ``planner() -> Plan`` picks how much of the ensemble the next tomogram gets (deadline guard).
     ``worker_entry`` replaces :func:`inference.worker.worker_main` as the worker processes' target
-    (a top-level function with its signature; tests use it to inject crashes).
+    (a top-level function with its signature; tests use it to inject crashes). ``actor_hook(tomo_id,
+    attempt)`` runs on a Ray actor before each tomogram's engines (tests: crashes).
     """
+    if cfg.backend not in ("local", "ray"):
+        raise InputError(None, f"unknown backend {cfg.backend!r}", "use 'local' or 'ray'")
+    if cfg.backend == "ray":  # before anything is written: a missing Ray is an option error
+        from inference.ray_backend import import_ray
+
+        import_ray()
     run = Run(cfg)
     logger.info("%d tomograms (%d to do), %d member(s): %s", len(run.ids), len(run.pending),
                 len(cfg.manifest.members), ", ".join(m.name for m in cfg.manifest.members))
     try:
-        if cfg.devices and run.pending:
+        if cfg.devices and run.pending and cfg.backend == "local":
             run.cfg = cfg = replace(cfg, devices=gpus.resolve_devices(cfg.devices))
             logger.info("GPU worker(s) on visible device(s) %s", ", ".join(map(str, cfg.devices)))
         guard = None
         if planner is None and cfg.deadline_h is not None:
             from inference.deadline import DeadlineGuard
 
+            devices = len(cfg.devices) if isinstance(cfg.devices, tuple) else 1  # Ray: 'all' is counted later
             guard = DeadlineGuard(cfg.manifest, cfg.deadline_h * 3600.0, total=len(run.pending),
-                                  workers=len(cfg.devices) or max(1, cfg.workers))
+                                  workers=devices if cfg.devices else max(1, cfg.workers))
             run.observers.append(guard.observe)
             planner = guard
         planner = planner or (lambda: FULL)
-        if run.pending:
+        if run.pending and cfg.backend == "ray":
+            if engine_factory is not None:
+                raise ValueError("engine_factory works in-process only (workers=0)")
+            from inference.ray_backend import run_ray
+
+            run_ray(run, planner, on_workers=guard and _set_workers(guard), actor_hook=actor_hook)
+        elif run.pending:
             if cfg.workers == 0 and not cfg.devices:
                 _run_in_process(run, engine_factory, planner)
             else:
@@ -258,7 +283,7 @@ def _run_in_process(run: Run, engine_factory, planner) -> None:
     cfg = run.cfg
     ctx = make_context(cfg.manifest, engine=cfg.engine, spacing_csv=cfg.spacing_csv,
                        default_spacing=cfg.default_spacing, decoder=cfg.decoder, read_threads=cfg.read_threads,
-                       engine_factory=engine_factory)
+                       engine_factory=engine_factory, zarr_level=cfg.zarr_level)
     pending = run.pending
 
     def todo():  # lazy: the plan is chosen when the tomogram is loaded
@@ -300,6 +325,11 @@ def finish_run(run: Run) -> PredictResult:
             write_csv_atomic(df, Path(cfg.candidates_dir) / f"{name}.csv")
         if len(names) > 1:
             write_csv_atomic(fused, Path(cfg.candidates_dir) / "fused.csv")
+    if cfg.copick_out is not None:
+        from inference.copick_out import write_copick
+
+        n = write_copick(cfg.copick_out, results, object_name=cfg.copick_object, user_id=cfg.copick_user)
+        logger.info("copick picks of %d tomogram(s) in %s", n, cfg.copick_out)
     failures = {t: r.error or "failed" for t, r in results.items() if r.status != "ok"}
     unreached = [t for t in run.ids if t not in results]
     timer = StageTimer()

@@ -1,8 +1,9 @@
 """Finding tomogram sources in an input folder, and saying what is not used and why.
 
 A tomogram *source* is a folder named by its tomo_id holding ``slice_<number>.<ext>`` images (jpg,
-jpeg, png, tif, tiff; any case), or an ``.mrc``/``.rec``/``.npy`` file named by its tomo_id.
-:func:`scan_sources` sorts every entry of the input folder into
+jpeg, png, tif, tiff; any case), an ``.mrc``/``.rec``/``.npy`` file named by its tomo_id, or an
+OME-Zarr ``<tomo_id>.zarr`` folder (or, listed in a text file given as the input, an fsspec URL of
+one: :mod:`inference.source_list`). :func:`scan_sources` sorts every entry of the input folder into
 
 * ``sources``: one per tomo_id, sorted by tomo_id;
 * ``duplicates``: tomo_ids claimed by two or more sources (``tomo_x/`` and ``tomo_x.npy``): none of
@@ -23,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference import source_list
 from inference.errors import InputError
 
 logger = logging.getLogger("inference.readers")  # one logger for everything about reading input
@@ -34,7 +36,8 @@ MRC_SUFFIXES: tuple[str, ...] = (".mrc", ".rec")
 SLICE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 SLICE_RE = re.compile(r"^slice_(\d+)\.(?:jpg|jpeg|png|tif|tiff)$", re.IGNORECASE)
-FIX_SOURCE = "point the input at folders of slice_NNNN.jpg images, .mrc/.rec files or .npy files"
+FIX_SOURCE = ("point the input at folders of slice_NNNN.jpg images, .mrc/.rec/.npy files, OME-Zarr .zarr folders, "
+              "or a .txt file listing them")
 _MAX_LISTED = 5
 
 
@@ -44,9 +47,19 @@ def listing(items: list, limit: int = _MAX_LISTED) -> str:
 
 
 def tomo_id_of(path: str | Path) -> str:
-    """The tomo_id of a source: a folder's name, or a file's name without its suffix."""
+    """The tomo_id of a source: a folder's name, a file's or a ``.zarr`` store's (or URL's) name without its
+    suffix."""
+    if source_list.is_url(path):
+        return source_list.url_id(path)
     path = Path(path)
+    if is_zarr(path):
+        return path.name[: -len(".zarr")]
     return path.name if path.is_dir() else path.stem
+
+
+def is_zarr(path: Path) -> bool:
+    """A ``.zarr`` name: an OME-Zarr store (its metadata is checked when it is read)."""
+    return path.suffix.lower() == ".zarr"
 
 
 @dataclass
@@ -128,7 +141,7 @@ def classify(path: Path) -> str | None:
     if path.is_symlink() and not path.exists():
         return "a link that cannot be followed (its target is missing, or the links form a loop)"
     if path.is_dir():
-        return _folder_reason(path)
+        return None if is_zarr(path) else _folder_reason(path)
     if path.is_file():
         if path.suffix.lower() in SOURCE_SUFFIXES:
             return None
@@ -137,7 +150,7 @@ def classify(path: Path) -> str | None:
         if kind is not None:
             want = ".mrc" if kind == "MRC" else ".npy"
             return f"{suffix} (it holds {'an' if kind == 'MRC' else 'a'} {kind} volume: rename it to {path.stem}{want})"
-        return f"unknown {suffix} (tomograms are .mrc/.rec/.npy files or folders of slice images)"
+        return f"unknown {suffix} (tomograms are .mrc/.rec/.npy files, folders of slice images or .zarr folders)"
     return "neither a file nor a folder"
 
 
@@ -145,8 +158,9 @@ def scan_sources(input_dir: str | Path, *, report: bool = True) -> Listing:
     """Sort the entries of ``input_dir`` (see the module docstring); ``report`` logs each unused entry
     (WARNING) and each duplicated tomo_id (ERROR) in one line.
 
-    ``input_dir`` may itself be one source: a folder of slices, or a single source file. An input
-    that does not exist, cannot be listed or holds no tomogram at all is an :class:`InputError`.
+    ``input_dir`` may itself be one source (a folder of slices, a ``.zarr`` store, a single source file) or a
+    text file listing sources (:func:`inference.source_list.read_listing`). An input that does not exist,
+    cannot be listed or holds no tomogram at all is an :class:`InputError`.
     """
     input_dir = Path(input_dir)
     if not input_dir.exists():
@@ -154,6 +168,10 @@ def scan_sources(input_dir: str | Path, *, report: bool = True) -> Listing:
             raise InputError(input_dir, "the input is a link that cannot be followed (broken, or a loop)",
                              "point --input at the folder itself")
         raise InputError(input_dir, "input does not exist", "check the path")
+    if source_list.is_listing(input_dir):
+        return Listing(sources=source_list.read_listing(input_dir, tomo_id_of))
+    if is_zarr(input_dir) and input_dir.is_dir():
+        return Listing(sources=[input_dir])
     if input_dir.is_file():
         reason = classify(input_dir)
         if reason is None:

@@ -649,6 +649,13 @@ def _write_jpeg(path: Path, img: np.ndarray, quality: int) -> None:
         raise InputError(path, f"could not write the JPEG ({exc})", "choose a writable output folder") from exc
 
 
+def _write_zarr(path: Path, vol: np.ndarray, spacing: float) -> None:
+    from inference.omezarr_write import write_omezarr
+
+    levels = min(3, int(np.log2(min(vol.shape))) + 1)  # every level at least one voxel thick
+    write_omezarr(path, vol, spacing, levels=levels)
+
+
 def _prepare_out(out_dir: Path, split: str, overwrite: bool) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder", "pass a folder for --out")
@@ -690,12 +697,15 @@ def generate(
     jpeg_quality: int = 90,
     progress: bool = True,
     overwrite: bool = False,
+    fmt: str = "jpeg",
 ) -> pd.DataFrame:
     """Write ``n`` synthetic tomograms of ``split`` under ``out_dir`` in the Kaggle layout.
 
     Returns the labels frame (also written to ``out_dir/<split>_labels.csv``). Same arguments
     give byte-identical files. ``overwrite`` allows an existing non-empty ``out_dir/<split>``
-    (its ``tomo_*`` folders are removed first).
+    (its ``tomo_*`` folders are removed first). ``fmt="zarr"`` writes each tomogram as an OME-Zarr
+    pyramid ``<tomo_id>.zarr`` (up to 3 levels, scale in Å; :mod:`inference.omezarr_write`) instead
+    of JPEG slices: the rendered volume itself, without JPEG's loss.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(None, f"number of tomograms must be a positive integer, got {n!r}", "pass --n 1 or more")
@@ -707,6 +717,8 @@ def generate(
         raise InputError(None, f"scale must be in (0, 1], got {scale!r}", f"pass e.g. --scale {DEFAULT_SCALE}")
     if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, (int, np.integer)) or not 1 <= jpeg_quality <= 100:
         raise InputError(None, f"JPEG quality must be an integer 1-100, got {jpeg_quality!r}", "pass e.g. --quality 90")
+    if fmt not in ("jpeg", "zarr"):
+        raise InputError(None, f"unknown format {fmt!r}", "pass --format jpeg or zarr")
     n, seed, scale = int(n), int(seed), float(scale)
     ref = load_reference(reference_csv)
     out_dir = Path(out_dir)
@@ -746,7 +758,10 @@ def generate(
                 vol = render_tomogram(r_render, shape, spacing, motors, cells=cells)
                 for fut in pending:  # keep at most one tomogram in flight on the writers
                     fut.result()
-                pending = _write_jpegs(split_dir / tomo_id, vol, jpeg_quality, pool)
+                if fmt == "zarr":
+                    pending = [pool.submit(_write_zarr, split_dir / f"{tomo_id}.zarr", vol, spacing)]
+                else:
+                    pending = _write_jpegs(split_dir / tomo_id, vol, jpeg_quality, pool)
                 common = {
                     "tomo_id": tomo_id,
                     "Array shape (axis 0)": shape[0],
@@ -808,6 +823,9 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
                    help="reference table of real shapes/spacings/motor counts "
                         "(default: the packaged byu_tomograms_gt_v3.csv; a Kaggle train_labels.csv also works)")
     p.add_argument("--quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (default: 90)")
+    p.add_argument("--format", choices=("jpeg", "zarr"), default="jpeg", help="jpeg: a folder of slice_NNNN.jpg per "
+                   "tomogram (Kaggle's layout, default); zarr: <tomo_id>.zarr OME-Zarr pyramids (the CryoET Data "
+                   "Portal's format; needs zarr >= 3)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow a non-empty OUT/<split> folder (its tomo_* folders are replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -827,6 +845,7 @@ def run_cli(args: argparse.Namespace) -> int:
         jpeg_quality=args.quality,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        fmt=args.format,
     )
     n_motors = int((labels["Number of motors"] > 0).sum())
     print(  # the command's result line (stdout), not a diagnostic

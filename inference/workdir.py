@@ -66,7 +66,12 @@ def options_key(manifest_path: Path, model_paths: list[Path], spacing_csv: Path 
 
 
 def source_stamp(source: str | Path) -> str:
-    """Size and mtime of a source file, or of every entry of a slice folder (names included)."""
+    """Size and mtime of a source file, or of every entry of a slice folder or ``.zarr`` store's top level (names
+    included); a URL is its own stamp (what it points at is not looked at)."""
+    from inference.source_list import is_url
+
+    if is_url(source):
+        return f"url:{source}"
     source = Path(source)
     try:
         if source.is_dir():

@@ -30,7 +30,6 @@ import queue
 import signal
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -85,13 +84,14 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
     from inference.errors import one_line
     from inference.pipeline import FULL, failure, load, make_context, run_loaded
     from inference.readers import tomo_id_of
+    from inference.source_list import as_source
 
     # the pinned GPU is device 0 inside this process
     engine = replace(settings.engine, device=spec.device, device_id=0, threads=spec.threads or settings.engine.threads)
     try:
         ctx = make_context(settings.manifest, engine=engine, spacing_csv=settings.spacing_csv,
                            default_spacing=settings.default_spacing, decoder=settings.decoder,
-                           read_threads=settings.read_threads)
+                           read_threads=settings.read_threads, zarr_level=settings.zarr_level)
     except Exception as exc:  # nothing can run here: tell the dispatcher instead of dying silently
         log.debug("worker %d cannot start", spec.wid, exc_info=exc)
         send(("fatal", spec.wid, one_line(exc)))
@@ -112,7 +112,7 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
                 local.put(None)
                 return
             try:
-                local.put((task, load(Path(task.source), ctx, task.plan or FULL), None))
+                local.put((task, load(as_source(task.source), ctx, task.plan or FULL), None))
             except Exception as exc:  # recorded as a failed tomogram by the consumer
                 local.put((task, None, exc))
 

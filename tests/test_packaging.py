@@ -72,3 +72,13 @@ def test_the_cpu_extra_alone_runs_every_command(tmp_path):
     assert err.strip().splitlines() == ["error: `show` needs matplotlib. Fix: pip install matplotlib"]
     err = run("fuse", "--candidates", "cands/demo3d.csv", "--method", "wbf_iou", "--output", "f.csv", ok=False).stderr
     assert len(err.strip().splitlines()) == 1 and "pip install ensemble-boxes" in err
+
+
+@pytest.mark.slow
+def test_ray_and_zarr_extras_resolve_without_cuda_packages(tmp_path):
+    report = tmp_path / "r.json"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                    "--report", str(report), f"{REPO}[cpu,ray,zarr]"], env=_registry_env(), check=True)
+    names = {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
+    assert {"ray", "zarr", "fsspec"} <= names
+    assert not {n for n in names if n.startswith("nvidia-") or n in ("triton", "torch")}
