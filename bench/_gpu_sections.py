@@ -269,26 +269,18 @@ def native_tensorrt_run(ws, fp16: bool = True):
 # ------------------------------------------------------------------------- throughput
 
 
-def windows_per_tomogram(member, spacing: float = 13.1, shapes: list[tuple[int, int, int]] | None = None) -> float:
-    """Mean engine windows per tomogram (all TTA transforms) over the real BYU shapes at ``spacing``."""
-    from inference.windows import count_windows
-    from kernels.resample import output_length
+def windows_per_tomogram(member, spacing: float = 13.1, shapes: list[tuple[int, int, int]] | None = None,
+                         target_spacing: float = 16.0) -> float:
+    """Mean engine windows per tomogram (all TTA transforms) over the real BYU shapes at ``spacing``: the
+    member's own resample grid and window rule (:func:`export.kaggle.cost.reference_windows`)."""
+    from export.kaggle.cost import reference_windows
 
     if shapes is None:
         import csv
 
         with open(ROOT / "inference" / "data" / "byu_tomograms_gt_v3.csv") as f:
             shapes = [(int(r["Z"]), int(r["Y"]), int(r["X"])) for r in csv.DictReader(f)]
-    total = 0
-    for z, y, x in shapes:
-        yx = (output_length(y, spacing, 16.0), output_length(x, spacing, 16.0))
-        if member.kind == "3d":
-            n = count_windows((output_length(z, spacing, 16.0), *yx), member.patch, member.stride, member.overlap)
-        else:
-            n = output_length(z, spacing, member.slice_spacing) * count_windows(yx, member.patch, member.stride,
-                                                                                member.overlap[-2:])
-        total += n * len(member.tta)
-    return total / len(shapes)
+    return sum(reference_windows(member, target_spacing, shape, spacing) for shape in shapes) / len(shapes)
 
 
 def torch_throughput(member, seconds: float = 4.0) -> dict:

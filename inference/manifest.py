@@ -41,6 +41,9 @@ Schema (keys not listed here are errors; defaults in brackets)::
                                   # is: mean/std are for the data's own units). Also the string form
                                   # `intensity: raw`. [percentiles 0.5/99.5 with a fixed mean/std or
                                   # quantize: uint8; raw for zscore]. 8-bit data is never mapped.
+        fp16: false               # [absent: the run's --fp16] whether TensorRT (ONNX Runtime's TensorRT
+                                  # provider, engines the Kaggle notebook builds) may run this member in
+                                  # fp16; the CPU and the CUDA provider run the ONNX file as exported
     threshold: {quantile: 0.55}   # or {fixed: 0.5}; plus keep_equal: [false] | true; a tomogram is
                                   # "no motor" when its best conf is <= it (< it with keep_equal)
     fusion: {method: wbf, dist_A: 1000.0, conf_type: avg, skip_conf: 0.0, rescale: members}
@@ -92,7 +95,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _MEMBER_KEYS = {
     "name", "kind", "model", "patch", "stride", "overlap", "normalize", "activation", "tta",
     "weight", "stitch", "batch_size", "decode", "channels", "slice_spacing",
-    "resample", "windows", "tta_scope", "tta_merge", "slices", "intensity",
+    "resample", "windows", "tta_scope", "tta_merge", "slices", "intensity", "fp16",
 }
 
 
@@ -191,6 +194,7 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True) -> Member:
         tta_merge=tta_merge,
         slices=slices,
         intensity=blocks.intensity(ctx, data.get("intensity"), f"{key}.intensity"),
+        fp16=None if data.get("fp16") is None else ctx.boolean(data["fp16"], f"{key}.fp16"),
     )
 
 

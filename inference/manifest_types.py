@@ -108,6 +108,7 @@ class Member:
     tta_merge: str = "mean"     # mean | separate
     slices: Slices | None = None  # 2d only; None: every slice a window centre
     intensity: Intensity | None = None  # None: the default for the normalisation (see intensity_rule)
+    fp16: bool | None = None    # TensorRT may run it in fp16; None: the run's --fp16 decides
 
     def __post_init__(self):
         if isinstance(self.stitch, str):

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from inference import intensity, readers
+from inference.device_handoff import DeviceHandoff, free_pool
 from inference.engines import EngineOptions, InputHint, load_engine
 from inference.errors import InputError, one_line
 from inference.fusion import fuse_members
@@ -44,6 +45,15 @@ class Context:
     zarr_level: int | str = 0  # OME-Zarr level read: an index or "auto" (the level for finest_target)
 
     @property
+    def xp(self):
+        """The array module the predictors run on (NumPy, or CuPy on a GPU)."""
+        return self.predictors[0].xp if self.predictors else np
+
+    def handoff(self) -> DeviceHandoff:
+        """A hand-off for one loading thread (its own stream on a GPU): :func:`prefetched`."""
+        return DeviceHandoff(self.xp)
+
+    @property
     def finest_target(self) -> float:
         """The finest spacing (Å) any member resamples to: ``--zarr-level auto`` reads no coarser."""
         return finest_target(self.manifest)
@@ -57,7 +67,7 @@ def finest_target(manifest: Manifest) -> float:
 def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path | None = None,
                  default_spacing: float | None = None, decoder: str = "auto", read_threads: int | None = None,
                  engine_factory: Callable | None = None, zarr_level: int | str = 0) -> Context:
-    factory = engine_factory or (lambda member: load_engine(member.model, replace(engine, input_hint=input_hint(member))))
+    factory = engine_factory or (lambda member: load_engine(member.model, member_engine_options(engine, member)))
     xp = array_module(engine.device)
     predictors = []
     for m in manifest.members:  # each engine checked with one window before the next loads: one line, no tomogram
@@ -68,6 +78,13 @@ def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path
     default = default_spacing if default_spacing is not None else manifest.default_spacing
     return Context(manifest=manifest, predictors=predictors, spacing_table=table, default_spacing=default,
                    decoder=decoder, read_threads=read_threads, zarr_level=zarr_level)
+
+
+def member_engine_options(engine: EngineOptions, member) -> EngineOptions:
+    """The run's engine options for one member: its window as the input hint; its ``fp16`` key, when
+    the manifest gives one, over the run's ``--fp16``."""
+    fp16 = engine.fp16 if member.fp16 is None else member.fp16
+    return replace(engine, input_hint=input_hint(member), fp16=fp16)
 
 
 def input_hint(member) -> InputHint:
@@ -166,6 +183,8 @@ def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
     notes = [f"{how_} for {', '.join(names)}" for _, how_, names in mapped.values()]
     for note in notes:
         logger.info("%s: %s", tomo_id, note)
+    del data, mapped  # the uploaded volume and the mapped copies: their device blocks go back now
+    free_pool(ctx.xp)
     return Loaded(tomo_id=tomo_id, shape=tuple(int(n) for n in vol.data.shape), spacing=spacing,
                   spacing_source=how, resampled=resampled, timer=timer, keys=keys,
                   intensity="; ".join(notes) or None, level_map=vol.level_map,
@@ -193,6 +212,7 @@ def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
                                     tta_limit=plan.tta_limit, tomo_shape=loaded.shape)
         for name, cands in found.items():
             members[name] = (cands.zyx, cands.conf)
+        free_pool(p.xp)  # the member's heatmaps and window buffers: the next member's engine may need the room
         member_seconds[p.member.name] = time.perf_counter() - t0
     weights = ctx.manifest.input_weights()
     with timer.stage("fusion"):
@@ -229,12 +249,16 @@ class _Raise:
     exc: BaseException
 
 
-def prefetched(items: Iterable, load_fn: Callable, depth: int = 1) -> Iterator[tuple[object, object, BaseException | None]]:
+def prefetched(items: Iterable, load_fn: Callable, depth: int = 1,
+               handoff: DeviceHandoff | None = None) -> Iterator[tuple[object, object, BaseException | None]]:
     """Yield ``(item, load_fn(item) or None, error or None)`` with up to ``depth`` items loaded ahead
     in a background thread, so loading (decode, resample) overlaps the consumer's work.
 
-    Memory stays bounded: at most ``depth`` loaded items wait besides the one being consumed.
+    Memory stays bounded: at most ``depth`` loaded items wait besides the one being consumed. With a
+    ``handoff`` (a GPU context's :meth:`Context.handoff`) the loads run on its stream and the consumer's
+    stream waits for each before it is yielded.
     """
+    handoff = handoff or DeviceHandoff(np)
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -244,9 +268,9 @@ def prefetched(items: Iterable, load_fn: Callable, depth: int = 1) -> Iterator[t
                 if stop.is_set():
                     break
                 try:
-                    q.put((item, load_fn(item), None))
+                    q.put((item, *handoff.produce(load_fn, item), None))
                 except Exception as exc:  # handed to the consumer, which records the tomogram as failed
-                    q.put((item, None, exc))
+                    q.put((item, None, None, exc))
         except BaseException as exc:  # the item source itself failed (or was interrupted): re-raised below
             q.put(_Raise(exc))
         finally:
@@ -261,7 +285,9 @@ def prefetched(items: Iterable, load_fn: Callable, depth: int = 1) -> Iterator[t
                 break
             if isinstance(got, _Raise):
                 raise got.exc
-            yield got
+            item, value, event, error = got
+            handoff.consume(event)
+            yield item, value, error
     finally:
         stop.set()
         # unblock a producer waiting on a full queue, then let it finish

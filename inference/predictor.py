@@ -39,7 +39,7 @@ from inference.peaks import find_peaks, nms_kernel_for
 from inference.resample import affine_of, normalize, resample
 from inference.sliding_grid import sliding_window_grid
 from inference.timing import StageTimer
-from inference.windows import pad_end, sliding_window
+from inference.windows import count_windows, pad_end, sliding_window
 
 
 @dataclass(frozen=True)
@@ -67,15 +67,31 @@ def _sigmoid(x, xp):
         return 1.0 / (1.0 + xp.exp(-x))
 
 
-def slice_stack(volume, channels: int, xp=np):
-    """(Z, Y, X) -> (C, Z, Y, X): channel c of slice k is slice k + c - C//2, edges replicated."""
+def slice_stack(volume, channels: int, xp=np, z_range: tuple[int, int] | None = None):
+    """(Z, Y, X) -> (C, Z, Y, X): channel c of slice k is slice k + c - C//2, edges replicated.
+
+    ``z_range=(a, b)``: only slices ``a..b-1`` (their channels still come from the whole volume).
+    """
     z = volume.shape[0]
-    idx = np.clip(np.arange(z)[None, :] + np.arange(channels)[:, None] - channels // 2, 0, z - 1)
+    a, b = z_range if z_range is not None else (0, z)
+    idx = np.clip(np.arange(a, b)[None, :] + np.arange(channels)[:, None] - channels // 2, 0, z - 1)
     return xp.stack([volume[xp.asarray(row)] for row in idx])
+
+
+def z_chunks(n_slices: int, windows_per_slice: int, batch_size: int, slice_bytes: int, budget: int) -> list:
+    """Slice ranges whose channel stacks stay within ``budget`` bytes; each holds a multiple of
+    ``batch_size`` windows (all but the last), so the engine sees the same batches as without chunks."""
+    fit = max(1, budget // max(1, slice_bytes))
+    unit = batch_size // math.gcd(batch_size, windows_per_slice)  # slices per whole number of batches
+    step = max(unit, fit // unit * unit)
+    return [(a, min(n_slices, a + step)) for a in range(0, n_slices, step)]
 
 
 class MemberPredictor:
     """Runs one manifest member; ``engine`` is any callable batch -> output (an Engine, a lambda)."""
+
+    #: A 2d member's channel stack (C x the volume) is built per chunk of slices within this many bytes.
+    stack_budget_bytes = 256 * 2**20
 
     def __init__(self, member: Member, engine, target_spacing: float, xp=np):
         self.member = member
@@ -277,8 +293,24 @@ class MemberPredictor:
         shape = tuple(vol.shape)
         grid = tuple(math.ceil(n / s) * s for n, s in zip(shape, g.strides))
         base = pad_end(vol, grid, pad_value, xp=xp)
-        base = base[None] if m.kind == "3d" else slice_stack(base, m.channels, xp=xp)
         keep = tuple(slice(0, math.ceil(n / s)) for n, s in zip(shape, g.strides))
+        if m.kind == "3d":
+            return [heat[keep] for heat in self._stitch_views(base[None], transforms, pad_value, timer)]
+        # 2d: the channel stack triples the volume; built per chunk of slices (one slice's windows never
+        # reach another slice's cells, so the chunks' heatmaps are the whole one's, cut along z)
+        per_slice = count_windows(base.shape[1:], g.patch[1:], g.strides[1:], g.overlap[1:])
+        slice_bytes = m.channels * base[0].size * base.dtype.itemsize
+        parts: list[list] = [[] for _ in transforms]
+        for a, b in z_chunks(base.shape[0], per_slice, m.batch_size, slice_bytes, self.stack_budget_bytes):
+            stack = slice_stack(base, m.channels, xp=xp, z_range=(a, b))
+            for k, heat in enumerate(self._stitch_views(stack, transforms, pad_value, timer)):
+                parts[k].append(heat)
+            del stack
+        return [xp.concatenate(p, axis=0)[keep] for p in parts]
+
+    def _stitch_views(self, base, transforms, pad_value: float, timer: StageTimer) -> list:
+        """One stitched heatmap per transform of ``base`` (C, Z, Y, X), cell-aligned."""
+        xp, m, g = self.xp, self.member, self.geometry
         out = []
         for t in transforms:
             if m.tta_scope == "window":
@@ -290,7 +322,7 @@ class MemberPredictor:
                                       _pick(g.strides, perm3), _pick(g.overlap, perm3), batch_size=m.batch_size,
                                       mode=m.stitch.mode, pad_value=pad_value, xp=xp)
                 heat = tta_mod.invert(heat, t)
-            out.append(heat[keep])
+            out.append(heat)
         return out
 
     def _stitch_grid(self, vol, t: tta_mod.Transform, pad_value: float, timer: StageTimer):

@@ -131,6 +131,7 @@ class TomogramActor:
         except Exception as exc:  # nothing can run here: say why instead of dying silently
             return {"fatal": f"{type(exc).__name__}: {exc}"}
         self.ctx.spacing_table = self.table
+        self.handoff = self.ctx.handoff()  # on a GPU: reads ahead on their own stream, handed over by an event
         return {"pid": os.getpid(), "node": node}
 
     def _load(self, task: Task) -> dict:
@@ -138,7 +139,8 @@ class TomogramActor:
         from inference.source_list import as_source
 
         try:
-            return {"loaded": load(as_source(task.source), self.ctx, task.plan or FULL)}
+            loaded, event = self.handoff.produce(lambda t: load(as_source(t.source), self.ctx, t.plan or FULL), task)
+            return {"loaded": loaded, "event": event}
         except Exception as exc:  # recorded as a failed tomogram by run()
             return {"error": exc}
 
@@ -164,6 +166,7 @@ class TomogramActor:
         from inference.readers import tomo_id_of
 
         outcome = self._take(task)
+        self.handoff.consume(outcome.get("event"))
         if upcoming is not None:
             self._read_ahead(upcoming)
         tomo_id = tomo_id_of(task.source)

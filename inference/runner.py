@@ -295,7 +295,8 @@ def _run_in_process(run: Run, engine_factory, planner) -> None:
 
     bar = progress_bar(len(run.ids), len(run.ids) - len(pending), cfg.progress)
     try:
-        for (i, plan), loaded, err in prefetched(todo(), lambda item: load(run.sources[item[0]], ctx, item[1])):
+        for (i, plan), loaded, err in prefetched(todo(), lambda item: load(run.sources[item[0]], ctx, item[1]),
+                                                handoff=ctx.handoff()):
             tomo_id = run.ids[i]
             if err is not None:
                 result = failure(tomo_id, err, run.sources[i])

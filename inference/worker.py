@@ -99,6 +99,7 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
 
     local: queue.Queue = queue.Queue()
     slots = threading.Semaphore(1)  # at most one loaded tomogram waits beside the running one
+    handoff = ctx.handoff()  # on a GPU: loads on their own stream, handed over by an event
 
     def prefetch():
         while True:
@@ -112,9 +113,10 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
                 local.put(None)
                 return
             try:
-                local.put((task, load(as_source(task.source), ctx, task.plan or FULL), None))
+                loaded, event = handoff.produce(lambda t: load(as_source(t.source), ctx, t.plan or FULL), task)
+                local.put((task, loaded, event, None))
             except Exception as exc:  # recorded as a failed tomogram by the consumer
-                local.put((task, None, exc))
+                local.put((task, None, None, exc))
 
     threading.Thread(target=prefetch, name="prefetch", daemon=True).start()
     while True:
@@ -122,7 +124,8 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
         if item is None:
             break
         slots.release()
-        task, loaded, err = item
+        task, loaded, event, err = item
+        handoff.consume(event)
         tomo_id = tomo_id_of(task.source)
         if err is not None:
             result = failure(tomo_id, err, task.source)

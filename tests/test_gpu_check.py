@@ -105,17 +105,18 @@ def test_projection_needs_a_known_gpu_and_every_member():
 
 def test_windows_per_tomogram_counts_the_pipeline_windows():
     from inference.manifest import load_manifest
-    from inference.windows import count_windows
-    from kernels.resample import output_length
 
     m = load_manifest(ROOT / "weights_manifest.yaml", check_files=False)
     x3d, maxvit = m.member("x3d_m"), m.member("maxvit_tiny")
     shape = (300, 959, 928)
-    zyx = tuple(output_length(n, 13.1, 16.0) for n in shape)
-    assert S.windows_per_tomogram(x3d, shapes=[shape]) == count_windows(zyx, x3d.patch, 16, x3d.overlap) * 2
-    nz = output_length(300, 13.1, 32.0)
-    assert S.windows_per_tomogram(maxvit, shapes=[shape]) == nz * count_windows(zyx[1:], maxvit.patch, 16,
-                                                                                 maxvit.overlap[-2:]) * 2
+    # half-pixel resample: floor(n * 13.1 / 16) = 245 x 785 x 759; end-placed 224 x 448 x 448 windows at overlap 0
+    # start at 0 and m - p: 2 per axis; x 2 TTA
+    assert S.windows_per_tomogram(x3d, shapes=[shape]) == 2 * 2 * 2 * 2
+    # 2d: floor(300 * 13.1 / 32) = 122 slices in 3-slice windows every 3, the last at 119: 41; one 896 x 896
+    # window in-plane (785, 759 < 896); x 2 TTA
+    assert S.windows_per_tomogram(maxvit, shapes=[shape]) == (len(range(0, 122 - 3, 3)) + 1) * 2
+    # z 700 -> 573: starts 0, 224 and 573 - 224 = 349: 3 x 2 x 2 x 2 TTA; the mean over the two shapes
+    assert S.windows_per_tomogram(x3d, shapes=[shape, (700, 959, 928)]) == (16 + 3 * 2 * 2 * 2) / 2
 
 
 class Run:

@@ -3,6 +3,7 @@ import copy
 import pytest
 import yaml
 
+from inference.demo_models import write_demo_models
 from inference.errors import InputError
 from inference.manifest import load_manifest, parse_manifest
 
@@ -130,6 +131,7 @@ def test_recipe_keys_parse_and_default_to_the_old_behaviour(mdir):
     (lambda m: m.update(tta_merge="separate", tta=["zyx", "zyx"]), "repeats a name"),
     (lambda m: m.update(slices={"window": 3}), "only 2d members"),
     (lambda m: m.update(decode={"nms_radius_A": -1}), "nms_radius_A"),
+    (lambda m: m.update(fp16="yes"), "fp16"),
 ])
 def test_recipe_key_errors(mdir, mutate, match):
     data = copy.deepcopy(BASE)
@@ -163,3 +165,25 @@ def test_recipe_top_level_errors(mdir):
                               slices={"window": 3}, stitch={"grid_stride": 8})
     with pytest.raises(InputError, match="slices.window"):
         load_manifest(write(mdir, data))
+
+
+def test_member_fp16_key_over_the_runs_option(tmp_path):
+    """``fp16`` per member: absent -> the run's --fp16 decides; true/false -> the member's own."""
+    from dataclasses import replace
+
+    from inference.engines import EngineOptions
+    from inference.manifest import load_manifest
+    from inference.pipeline import member_engine_options
+
+    manifest = load_manifest(write_demo_models(tmp_path, with_2d=True))
+    m3, m2 = manifest.members
+    assert m3.fp16 is None
+    data = yaml.safe_load(manifest.path.read_text())
+    data["members"][0]["fp16"] = True
+    assert load_manifest(write(manifest.path.parent, data)).members[0].fp16 is True
+    run_fp16, run_fp32 = EngineOptions(fp16=True), EngineOptions(fp16=False)
+    assert member_engine_options(run_fp16, m3).fp16 is True and member_engine_options(run_fp32, m3).fp16 is False
+    assert member_engine_options(run_fp16, replace(m3, fp16=False)).fp16 is False
+    assert member_engine_options(run_fp32, replace(m3, fp16=True)).fp16 is True
+    hint = member_engine_options(run_fp32, m2).input_hint
+    assert hint.batch == m2.batch_size and hint.sample == (m2.channels, *m2.patch)

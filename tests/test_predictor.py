@@ -87,3 +87,44 @@ def test_geometry_cell_size():
     assert member_geometry(member("3d"), 16.0).cell_A == (256.0, 256.0, 256.0)
     g2 = member_geometry(member("2d", ("yx",), patch=(64, 64), channels=3, slice_spacing=32.0), 16.0)
     assert g2.cell_A == (32.0, 256.0, 256.0)
+
+
+def test_z_chunks_hold_whole_batches_within_the_budget():
+    from inference.predictor import z_chunks
+
+    # 1 window per slice, batch 4, 10 bytes a slice, budget 95 bytes: 9 slices fit, 8 = 2 whole batches
+    assert z_chunks(20, 1, 4, 10, 95) == [(0, 8), (8, 16), (16, 20)]
+    # 6 windows per slice, batch 4: 2 slices = 12 windows = 3 batches is the unit; 5 fit -> 4 slices
+    assert z_chunks(9, 6, 4, 10, 50) == [(0, 4), (4, 8), (8, 9)]
+    # a budget below one unit still makes progress, one unit at a time; a big budget is one chunk
+    assert z_chunks(5, 1, 2, 100, 1) == [(0, 2), (2, 4), (4, 5)]
+    assert z_chunks(5, 1, 2, 100, 10**9) == [(0, 5)]
+
+
+@pytest.mark.parametrize("tta", [("yx",), ("yx", "xy_x")])
+@pytest.mark.parametrize("scope", ["volume", "window"])
+def test_2d_channel_stack_in_chunks_gives_the_same_heatmap_and_batches(tta, scope):
+    """The 2d channel stack built per chunk of slices: the same heatmaps, from the same engine batches."""
+    from dataclasses import replace
+
+    m = replace(member("2d", tta, patch=(64, 64), channels=3, slice_spacing=32.0), tta_scope=scope)
+    vol = planted((61, 97, 75), 13.1, (30.0, 50.5, 60.2))
+    batches = {"whole": [], "chunks": []}
+
+    def engine(key):
+        def run(batch):
+            batches[key].append(np.array(batch))
+            return pool2(batch) + batch[:, 0:1, ::16, ::16] * 0.01  # channels differ: 0 weighs more
+        return run
+
+    whole = MemberPredictor(m, engine("whole"), 16.0)
+    chunked = MemberPredictor(m, engine("chunks"), 16.0)
+    chunked.stack_budget_bytes = 1  # one batch of slices per chunk
+    prepared = whole.prepare(whole.resample(vol, 13.1))
+    a, b = whole.heatmaps(prepared), chunked.heatmaps(prepared)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    # the same batches (the chunks run the transforms chunk by chunk, so in another order)
+    assert sorted(x.tobytes() for x in batches["whole"]) == sorted(y.tobytes() for y in batches["chunks"])
+    assert len(batches["chunks"]) > len(tta)  # it did run in chunks

@@ -284,7 +284,9 @@ class Run:
                         env.tensorrt_version, env.compute_capability, env.gpu_name):
                     given = self.dataset / rel
             t = time.time()
-            res = ensure_engine(self.dataset / spec["onnx"], given, out, fp16=bool(self.settings["fp16_engines"]),
+            fp16 = member.get("fp16")  # the manifest's key wins; else the notebook's setting
+            fp16 = bool(self.settings["fp16_engines"]) if fp16 is None else bool(fp16)
+            res = ensure_engine(self.dataset / spec["onnx"], given, out, fp16=fp16,
                                 batch=BatchProfile(*spec["batch"]))
             print(f"{member['name']}: {res.path.name} ({res.reason}; {time.time() - t:.0f} s)", flush=True)
             member["model"] = str(res.path)
