@@ -10,6 +10,7 @@ Nothing here runs on import; torch, timm and TensorRT are imported by the module
 * ``checkpoints``: plain / Lightning / EMA checkpoints, strict loading with a readable diff, sha256.
 * ``onnx_export``: one member -> ONNX (checker, metadata, ONNX Runtime parity); ``manifest_export``:
   every member of a manifest.
-* ``tensorrt``: ONNX -> TensorRT 10 engine + JSON sidecar; ``ensure_engine`` rebuilds on mismatch.
+* ``tensorrt``: ONNX -> TensorRT 10 engine; ``tensorrt_sidecar``: its JSON sidecar; ``tensorrt_cache``:
+  ``ensure_engine`` (reuse a matching engine, else rebuild).
 * ``flops``: FLOPs per window (meta device); ``cli``: ``python -m export``.
 """
