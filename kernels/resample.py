@@ -18,7 +18,9 @@ affine normalization as the inference pipeline does it):
   recompute_scale_factor=False)``): with ``r = s / t`` the axis has ``floor(n * r)`` samples and
   sample ``j`` reads ``u = max(float32(1/r) * (j + 0.5) - 0.5, 0)`` (float32, as PyTorch's CPU
   kernel): ``i0 = min(floor(u), n - 1)``, ``i1 = min(i0 + 1, n - 1)``, ``w = float32(u - i0)``.
-  An axis with ``s == t`` exactly is left as it is. The interpolation itself is the same.
+  An axis with ``s == t`` exactly, or whose length does not change (``floor(n * r) == n``, i.e.
+  ``1 < r < 1 + 1/n``), is left as it is: PyTorch copies such an axis whatever the scale factor.
+  The interpolation itself is the same.
 * ``quantize='uint8'``: the interpolated value is truncated toward zero and clipped to [0, 255]
   (``.to(torch.uint8)`` on values that interpolation keeps inside the uint8 range).
 * Then ``(v - float32(mean)) / float32(std)`` in float32.
@@ -54,8 +56,13 @@ GRIDS = ("corner", "half_pixel")
 QUANTIZE = ("none", "uint8")
 
 
-def _is_identity(src: float, dst: float, grid: str = "corner") -> bool:
-    return math.isclose(src, dst) if grid == "corner" else src == dst
+def _is_identity(src: float, dst: float, grid: str = "corner", n: int | None = None) -> bool:
+    """Whether an axis is left as it is. ``half_pixel`` follows PyTorch's CPU ``F.interpolate``: an axis
+    is copied when ``s == t`` or when its output length ``floor(n * s/t)`` equals ``n`` (``1 < s/t <
+    1 + 1/n``), whatever the scale factor (``compute_source_index_and_lambda`` in ATen's UpSample.h)."""
+    if grid == "corner":
+        return math.isclose(src, dst)
+    return src == dst or (n is not None and math.floor(n * (src / dst)) == n)
 
 
 def _check_options(grid: str, quantize: str) -> None:
@@ -67,8 +74,9 @@ def _check_options(grid: str, quantize: str) -> None:
 
 def output_length(n: int, src: float, dst: float, grid: str = "corner") -> int:
     """Samples along an axis of ``n`` voxels at ``src`` Å resampled to ``dst`` Å (``n`` when that
-    axis is not resampled: spacings ``math.isclose`` (corner) or equal (half_pixel))."""
-    if _is_identity(src, dst, grid):
+    axis is not resampled: spacings ``math.isclose`` (corner); equal spacings or ``floor(n * s/t) == n``
+    (half_pixel))."""
+    if _is_identity(src, dst, grid, n):
         return int(n)
     if grid == "half_pixel":
         return max(1, int(math.floor(n * (src / dst))))
@@ -84,7 +92,7 @@ def output_shape(shape: Sequence[int], src_spacing: Spacing, dst_spacing: Spacin
 def axis_table(n: int, src: float, dst: float, grid: str = "corner") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(i0, i1, u)`` of one axis: int64 lower/upper source index and float32 weight per sample."""
     m = output_length(n, src, dst, grid)
-    if _is_identity(src, dst, grid):
+    if _is_identity(src, dst, grid, n):
         j = np.arange(m, dtype=np.int64)
         return j, j.copy(), np.zeros(m, dtype=np.float32)
     if grid == "half_pixel":
@@ -146,7 +154,7 @@ def resample_normalize_ref(volume, src_spacing: Spacing, dst_spacing: Spacing, m
     _check_options(grid, quantize)
     src, dst = _per_axis(src_spacing), _per_axis(dst_spacing)
     tables = [axis_table(n, s, t, grid) for n, s, t in zip(vol.shape, src, dst)]
-    order = [a for a in axis_order(src, dst) if not _is_identity(src[a], dst[a], grid)]
+    order = [a for a in axis_order(src, dst) if not _is_identity(src[a], dst[a], grid, vol.shape[a])]
     mean32, std32 = np.float32(mean), np.float32(std)
     out = np.empty(tuple(len(t[0]) for t in tables), dtype=np.float32)
     z0, z1, zu = tables[0]

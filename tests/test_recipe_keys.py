@@ -72,9 +72,55 @@ def test_half_pixel_positions_and_length(n, s, t):
     np.testing.assert_array_equal(i1, np.minimum(i0 + 1, n - 1))
 
 
-def test_half_pixel_identity_only_when_equal():
+def test_half_pixel_identity_when_equal():
     assert output_length(50, 16.0, 16.0, "half_pixel") == 50
     np.testing.assert_array_equal(axis_table(50, 16.0, 16.0, "half_pixel")[0], np.arange(50))
+
+
+@pytest.mark.parametrize("n,s", [(75, 16.1), (159, 16.1), (23, 16.5), (1, 19.7)])
+def test_half_pixel_axis_copied_when_its_length_does_not_change(n, s):
+    """PyTorch's CPU ``F.interpolate`` copies an axis whose output length ``floor(n * s/t)`` equals
+    ``n`` (ATen ``compute_source_index_and_lambda``), whatever the scale factor: 1 < s/t < 1 + 1/n."""
+    t = 16.0
+    assert math.floor(n * s / t) == n
+    assert output_length(n, s, t, "half_pixel") == n
+    i0, i1, w = axis_table(n, s, t, "half_pixel")
+    np.testing.assert_array_equal(i0, np.arange(n))
+    np.testing.assert_array_equal(i1, np.arange(n))
+    np.testing.assert_array_equal(w, np.zeros(n, np.float32))
+
+
+def test_half_pixel_axis_resampled_once_its_length_changes():
+    n, s, t = 160, 16.1, 16.0          # floor(160 * 1.00625) = 161: resampled, half-pixel positions
+    r = s / t
+    m = math.floor(n * r)
+    assert m == n + 1 == output_length(n, s, t, "half_pixel")
+    i0, i1, w = axis_table(n, s, t, "half_pixel")
+    u = np.maximum(0.0, (np.arange(m) + 0.5) / r - 0.5)
+    ramp = i0 * (1.0 - w.astype(np.float64)) + i1 * w.astype(np.float64)   # linear read of arange(n)
+    np.testing.assert_allclose(ramp, np.minimum(u, n - 1), rtol=0, atol=2e-4)
+
+
+def test_half_pixel_volume_copies_only_the_unchanged_axes():
+    """(23, 31, 29) at 16.6 Å -> 16 Å (r = 1.0375): z keeps 23 voxels (floor(23.86)) and is copied, y
+    and x become floor(31r) = 32 and floor(29r) = 30 and are interpolated at (j + 0.5)/r - 0.5."""
+    v = np.random.default_rng(5).integers(0, 256, (23, 31, 29)).astype(np.float32)
+    s, t = 16.6, 16.0
+    r = s / t
+    out = resample_normalize_ref(v, s, t, 0.0, 1.0, grid="half_pixel")
+    assert out.shape == (23, math.floor(31 * r), math.floor(29 * r)) == (23, 32, 30)
+
+    def lerp(a, axis, m):
+        u = np.minimum(np.maximum(0.0, (np.arange(m) + 0.5) / r - 0.5), a.shape[axis] - 1)
+        i0 = np.floor(u).astype(int)
+        i1 = np.minimum(i0 + 1, a.shape[axis] - 1)
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        f = (u - i0).reshape(shape)
+        return np.take(a, i0, axis) * (1 - f) + np.take(a, i1, axis) * f
+
+    want = lerp(lerp(v.astype(np.float64), 1, 32), 2, 30)   # z untouched
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-3)
 
 
 def test_uint8_truncates():
@@ -85,7 +131,7 @@ def test_uint8_truncates():
 def test_half_pixel_resample_matches_torch():
     torch = pytest.importorskip("torch")
     v = np.random.default_rng(3).integers(0, 256, (23, 31, 29), dtype=np.uint8)
-    for s in (13.1, 19.7):
+    for s in (13.1, 19.7, 16.6, 16.5):  # 16.6: z (23) copied by PyTorch; 16.5: every axis copied
         ours = resample_normalize_ref(v, s, 16.0, 0.0, 1.0, grid="half_pixel")
         theirs = torch.nn.functional.interpolate(
             torch.from_numpy(v)[None, None].float(), scale_factor=(s / 16.0,) * 3, mode="trilinear",
