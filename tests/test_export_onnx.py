@@ -247,7 +247,7 @@ def test_parity_failure_is_an_error_and_writes_nothing(byo, tmp_path):
 
 
 def test_parity_verdict_tells_fp32_rounding_from_a_wrong_graph():
-    from export.onnx_export import FP32_ROUNDING_CAP, FP64_MARGIN, parity_verdict
+    from export.parity import FP32_ROUNDING_CAP, FP64_MARGIN, parity_verdict
 
     assert (FP64_MARGIN, FP32_ROUNDING_CAP) == (2.0, 1e-3)
     t = np.array([1.0, -2.0], np.float32)  # scale 2: tol 1e-4 allows 2e-4
@@ -273,8 +273,23 @@ def test_fp32_rounding_is_told_apart_from_a_wrong_graph_by_float64(byo, tmp_path
     assert ort_err < 1e-5 * r.output_scale and torch_err == pytest.approx(3e-4 * r.output_scale, rel=0.05)
     # the graph off by 3e-4, torch exact: refused, the float64 figures in the message
     out = tmp_path / "w.onnx"
-    with pytest.raises(ExportError, match="differs from torch by max .*from the float64 result: max [|]ORT - fp64[|]"):
+    with pytest.raises(ExportError, match="differs from torch by max .*; float64: max [|]ORT - fp64[|]"):
         export_onnx(f"{byo}:wrong_in_graph", (32, 32, 32), out, random_init=True)
+    assert not out.exists()
+
+
+def test_float64_memory_estimate_and_guard(byo, tmp_path, monkeypatch):
+    import export.parity as parity
+
+    # a 7x7x7 stem: im2col columns 3 x 343 x 16^3 doubles; the output 64 x 16^3, three times; the weights
+    conv = torch.nn.Conv3d(3, 64, 7, stride=2, padding=3)
+    want = 8 * ((64 * 3 * 343 + 64) + 3 * 343 * 16 ** 3 + 3 * 64 * 16 ** 3)
+    assert parity.fp64_peak_bytes(conv, torch.zeros(1, 3, 32, 32, 32)) == want
+    # too little memory: the float64 run does not start, the export says why and writes nothing
+    monkeypatch.setattr(parity, "available_bytes", lambda: 1024)
+    out = tmp_path / "r.onnx"
+    with pytest.raises(ExportError, match=r"float64 check would need ~.* GB available: rerun at a smaller --patch"):
+        export_onnx(f"{byo}:rounded_in_eager", (32, 32, 32), out, random_init=True)
     assert not out.exists()
 
 
