@@ -8,8 +8,9 @@ Nothing here runs on import; torch, timm and TensorRT are imported by the module
   the 3rd-place solution trained them (module tree, names, axis order, normalisation inside);
   ``blocks``: their shared neck, attention and decoder blocks; ``deps``: one-line load errors.
 * ``checkpoints``: plain / Lightning / EMA checkpoints, strict loading with a readable diff, sha256.
-* ``onnx_export``: one member -> ONNX (checker, metadata, ONNX Runtime parity); ``manifest_export``:
-  every member of a manifest.
+* ``onnx_export``: one member -> ONNX (checker, metadata, ONNX Runtime parity); ``parity``: the
+  verdict, with a float64 run when fp32 rounding may explain a gap; ``manifest_export``: every member
+  of a manifest.
 * ``tensorrt``: ONNX -> TensorRT 10 engine; ``tensorrt_sidecar``: its JSON sidecar; ``tensorrt_cache``:
   ``ensure_engine`` (reuse a matching engine, else rebuild).
 * ``flops``: FLOPs per window (meta device); ``cli``: ``python -m export``.

@@ -7,9 +7,11 @@ axes fixed to the patch), runs ``onnx.checker`` with shape inference, stores the
 in the file, and compares ONNX Runtime (CPU) with torch on a seeded uniform raw 0..255 input of
 batch ``parity_batch`` (default: 2 -- the export traced batch 1, so this also proves the batch axis
 is dynamic -- unless one input holds more than :data:`PARITY_BATCH2_ELEMENTS` values, as the recipe's
-224 x 448 x 448 windows do: then 1, which halves the memory, ~8 GB for DenseNet121 on the CPU). Parity is relative: ``max |torch - ORT| <= tol * max |torch|`` (``tol`` 1e-4, fp32);
-above it the export fails and leaves nothing at the output path (the file is written next to it and
-renamed last).
+224 x 448 x 448 windows do: then 1, which halves the memory, ~8 GB for DenseNet121 on the CPU). Parity is relative: ``max |torch - ORT| <= tol * max |torch|`` (``tol`` 1e-4, fp32).
+Above it, a float64 run of the model tells fp32 rounding from a wrong graph (:mod:`export.parity`:
+ORT no further from the float64 result than 2x torch fp32 is, and within 1e-3 of the scale, still
+passes; the run is skipped when its estimated memory exceeds what is available). Otherwise the export
+fails and leaves nothing at the output path (the file is written next to it and renamed last).
 
 Input: what inference feeds the member. The registry members take raw 0..255 intensities and
 normalise inside the graph (as trained), so their metadata says ``normalize {"mean": 0, "std": 1}``;
@@ -34,6 +36,7 @@ Metadata (``metadata_props``; read back by ``inference.engines`` as ``Engine.met
 ``exporter_torch``      torch version; ``exporter_onnx``: onnx version; ``opset``
 ``parity_max_abs_diff`` torch vs ONNX Runtime CPU on the check input; ``parity_scale``: max |torch output|;
                         ``parity_batch``; ``parity_onnxruntime``: its version
+``parity_fp64``         only when the float64 run decided: max |ORT - fp64| and max |torch fp32 - fp64|
 ``producer``            ``motorfinder export``
 ======================  ============================================================================
 """
@@ -55,6 +58,7 @@ import torch
 from export.checkpoints import load_into, read_checkpoint
 from export.deps import import_module
 from export.errors import ExportError
+from export.parity import FP32_ROUNDING_CAP, fp64_output, parity_verdict
 from export.registry import MemberSpec, build_model, check_patch, resolve_arch
 from inference.errors import InputError
 from inference.manifest import Normalize
@@ -293,9 +297,27 @@ def export_onnx(
             raise ExportError(f"{spec.name}: ONNX Runtime output {list(y_ort.shape)} != torch {list(y_ref.shape)}")
         diff = float(np.max(np.abs(y_ort.astype(np.float64) - y_ref.astype(np.float64))))
         scale = float(np.max(np.abs(y_ref)))
-        if not np.isfinite(diff) or not diff <= tol * scale:
+        ok, why = parity_verdict(y_ref, y_ort, tol)
+        if not ok and np.isfinite(diff):  # fp32 rounding, or a wrong graph? ask float64
+            y64, why = fp64_output(model, x)
+            if y64 is not None:
+                ok, why = parity_verdict(y_ref, y_ort, tol, y64)
+                if ok:
+                    meta["parity_fp64"] = why
+                    logger.info("%s: torch and ONNX Runtime differ by %.2e of the output's scale (> --tol %g), "
+                                "as fp32 rounding does: %s", spec.name, diff / scale, tol, why)
+            elif diff <= FP32_ROUNDING_CAP * scale:
+                # no float64 verdict (memory): a gap this small is fp32 rounding in every case measured (a
+                # wrong graph differs by the output's own scale); written, and said, rather than refused
+                ok = True
+                meta["parity_fp64"] = f"not run ({why})"
+                logger.warning("%s: torch and ONNX Runtime differ by %.2e of the output's scale (> --tol %g, <= %g): "
+                               "taken as fp32 rounding without a float64 check (%s)", spec.name, diff / scale, tol,
+                               FP32_ROUNDING_CAP, why)
+        if not ok:
             raise ExportError(f"{spec.name}: ONNX Runtime differs from torch by max |diff| {diff:.3g} > {tol:g} x "
-                              f"the output's scale {scale:.3g} (fp32, input {list(in_shape)}); nothing written to "
+                              f"the output's scale {scale:.3g} (fp32, input {list(in_shape)})"
+                              + (f"; {why}" if why else "") + f"; nothing written to "
                               f"{out}. Fix: look for ops the exporter approximates (e.g. interpolation modes) or "
                               "raise --tol if justified")
         meta["parity_max_abs_diff"] = f"{diff:.3e}"

@@ -7,6 +7,7 @@ for every check, including ``run_predict`` on a tiny synthetic set; the other me
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -181,6 +182,26 @@ def noisy():
 
 def not_a_module():
     return 42
+
+
+# fp32 eager 3e-4 of the scale off, float64 and the traced graph exact ("eager": a deep net's fp32
+# rounding), or the traced graph off ("graph": a wrong export)
+class Offset(Net):
+    def __init__(self, where):
+        super().__init__()
+        self.where = where
+    def forward(self, x):
+        y = self.conv(x)
+        tracing = torch.jit.is_tracing()
+        if (self.where == "eager" and not tracing and y.dtype == torch.float32) or (self.where == "graph" and tracing):
+            y = y + 3e-4 * y.detach().abs().amax()
+        return y
+
+def rounded_in_eager():
+    return Offset("eager")
+
+def wrong_in_graph():
+    return Offset("graph")
 """
 
 
@@ -223,6 +244,58 @@ def test_parity_failure_is_an_error_and_writes_nothing(byo, tmp_path):
     with pytest.raises(ExportError, match="differs from torch by max"):
         export_onnx(f"{byo}:noisy", (32, 32, 32), out, random_init=True)
     assert not out.exists() and list(tmp_path.glob("*.tmp")) == []
+
+
+def test_parity_verdict_tells_fp32_rounding_from_a_wrong_graph():
+    from export.parity import FP32_ROUNDING_CAP, FP64_MARGIN, parity_verdict
+
+    assert (FP64_MARGIN, FP32_ROUNDING_CAP) == (2.0, 1e-3)
+    t = np.array([1.0, -2.0], np.float32)  # scale 2: tol 1e-4 allows 2e-4
+    off = lambda d: t + np.array([d, 0.0], np.float32)  # noqa: E731
+    exact = lambda d: t.astype(np.float64) + np.array([d, 0.0])  # noqa: E731
+    assert parity_verdict(t, off(1.5e-4), 1e-4) == (True, "")
+    assert parity_verdict(t, off(5e-4), 1e-4) == (False, "")  # no float64 result: fails
+    # torch fp32 4e-4 from float64, ORT 1e-4 from it: rounding, passes (1e-4 <= max(2e-4, 2 x 4e-4))
+    ok, why = parity_verdict(t, off(5e-4), 1e-4, exact(4e-4))
+    assert ok and list(map(float, re.findall(r"\d\.\d+e[-+]\d+", why))) == pytest.approx([1e-4, 4e-4], rel=1e-3)
+    # torch exact, ORT 5e-4 off: a wrong graph (5e-4 > max(2e-4, 2 x 0))
+    assert parity_verdict(t, off(5e-4), 1e-4, exact(0.0))[0] is False
+    # torch 3e-3 off, ORT 2.5e-3 off: within 2x, but past the cap 1e-3 x 2
+    assert parity_verdict(t, off(5.5e-3), 1e-4, exact(3e-3))[0] is False
+    assert parity_verdict(t, np.array([np.nan, -2.0], np.float32), 1e-4, exact(0.0))[0] is False
+
+
+def test_fp32_rounding_is_told_apart_from_a_wrong_graph_by_float64(byo, tmp_path):
+    # torch fp32 off by 3e-4 of the scale (> --tol 1e-4), the graph exact: written, float64 figures recorded
+    r = export_onnx(f"{byo}:rounded_in_eager", (32, 32, 32), tmp_path / "r.onnx", random_init=True)
+    assert r.rel_diff > 1e-4
+    ort_err, torch_err = map(float, re.findall(r"\d\.\d+e[-+]\d+", read_metadata(r.path)["parity_fp64"]))
+    assert ort_err < 1e-5 * r.output_scale and torch_err == pytest.approx(3e-4 * r.output_scale, rel=0.05)
+    # the graph off by 3e-4, torch exact: refused, the float64 figures in the message
+    out = tmp_path / "w.onnx"
+    with pytest.raises(ExportError, match="differs from torch by max .*; float64: max [|]ORT - fp64[|]"):
+        export_onnx(f"{byo}:wrong_in_graph", (32, 32, 32), out, random_init=True)
+    assert not out.exists()
+
+
+def test_float64_memory_estimate_and_guard(byo, tmp_path, monkeypatch):
+    import export.parity as parity
+
+    # a 7x7x7 stem: im2col columns 3 x 343 x 16^3 doubles; the output 64 x 16^3, three times; the weights
+    conv = torch.nn.Conv3d(3, 64, 7, stride=2, padding=3)
+    want = 8 * ((64 * 3 * 343 + 64) + 3 * 343 * 16 ** 3 + 3 * 64 * 16 ** 3)
+    assert parity.fp64_peak_bytes(conv, torch.zeros(1, 3, 32, 32, 32)) == want
+    # too little memory: the float64 run does not start; a gap within the fp32-rounding cap (3e-4 <= 1e-3 of
+    # the scale) is written with that said in the metadata (and a warning); a bigger one is refused
+    monkeypatch.setattr(parity, "available_bytes", lambda: 1024)
+    r = export_onnx(f"{byo}:rounded_in_eager", (32, 32, 32), tmp_path / "r.onnx", random_init=True)
+    assert 1e-4 < r.rel_diff <= 1e-3
+    assert re.match(r"not run \(the float64 check would need ~.* GB available: rerun at a smaller --patch",
+                    read_metadata(r.path)["parity_fp64"])
+    out = tmp_path / "n.onnx"
+    with pytest.raises(ExportError, match=r"differs from torch by max .*float64 check would need"):
+        export_onnx(f"{byo}:noisy", (32, 32, 32), out, random_init=True)  # uniform noise: ~1 of the scale
+    assert not out.exists()
 
 
 def test_byo_errors_are_input_errors(byo, tmp_path):
