@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import yaml
-from _measure import Runs, measure
+from _measure import Runs, measure, ratios
 from onnx import TensorProto, helper, numpy_helper
 
 PATCH, OVERLAP = (64, 128, 128), 0.25
@@ -260,10 +260,15 @@ def gpu_section(caps, out: Path, budget, n: int = 4, scale: float = 0.3, repeats
     table = ["| " + " | ".join(HEADER) + " |", "|---|" + "---:|" * (len(HEADER) - 1)]
     table += ["| " + " | ".join(r) + " |" for r in rows(runs, n)]
     speed = runs.speedup(STRAIGHT, ours_label(0))
-    w_e = runs.values(ours_label(0), lambda s: s.wall / s.value["engine"])
+    # ours' engine calls may return before the device finishes (streams): its own engine timer is no bound.
+    # The straightforward pipeline's engine calls are synchronous (host arrays out): ours' wall over that
+    # engine time says how close ours comes to running the engine alone (1.0).
+    to_engine = ratios(runs.values(ours_label(0)), runs.values(STRAIGHT, lambda s: s.value["engine"]))
     details = table + ["", f"- {n} synthetic tomograms (scale {scale}), patch {'x'.join(map(str, PATCH))}, overlap "
                        f"{OVERLAP}, batch 2; {fits} interleaved rounds after a warm-up; straightforward windows: "
-                       f"{window_loop()}", *(f"- {f}" for f in findings(runs))]
-    return S.Section(title, "ok", f"ours {speed.fmt(2, 'x')} vs straightforward; ours' wall / engine "
-                     f"{np.median(w_e):.2f}", details=details, seconds=time.perf_counter() - start,
-                     data={"speedup": speed.as_dict(), "rounds": fits})
+                       f"{window_loop()}", *(f"- {f}" for f in findings(runs)),
+                       f"- ours' wall time over the straightforward pipeline's (synchronous) engine time: "
+                       f"{to_engine.fmt(2)} (1.00: the engine alone)"]
+    return S.Section(title, "ok", f"ours {speed.fmt(2, 'x')} vs straightforward; ours' wall / the engine's time "
+                     f"{to_engine.median:.2f}", details=details, seconds=time.perf_counter() - start,
+                     data={"speedup": speed.as_dict(), "wall_over_engine": to_engine.as_dict(), "rounds": fits})

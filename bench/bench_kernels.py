@@ -44,12 +44,13 @@ def cupy_status() -> tuple[object | None, str]:
 
 def time_cpu(variants: dict, repeats: int, number: int = 1) -> tuple[dict[str, Spread], dict[str, Spread]]:
     """Seconds per call of each variant (``repeats`` interleaved rounds of ``number`` calls, after a warm-up
-    round), and each variant's speed against the first one (median of per-round ratios)."""
+    round), and each variant's speed against the first one (median of per-round ratios of CPU time: NumPy runs
+    these in one thread, and CPU time is steadier than wall time on a shared machine)."""
     runs = measure({k: (lambda f=f: [f() for _ in range(number)]) for k, f in variants.items()}, repeats=repeats)
     LOADS.extend(runs.loads())
     first = next(iter(variants))
     return ({k: runs.wall(k).scaled(1 / number) for k in variants},
-            {k: runs.speedup(first, k) for k in variants})
+            {k: runs.speedup(first, k, "cpu") for k in variants})
 
 
 def time_gpu(cp, fn, repeats: int, number: int = 1) -> Spread:
@@ -258,7 +259,7 @@ def main(argv=None) -> int:
             f"interleaved; GPU rows: {args.repeats} repeats after warm-up, wall time with a device synchronize (launch "
             "overhead included), inputs already on the device unless the row says otherwise; small ops time 10-50 "
             "calls per repeat; ms per call, median (min-max); `vs NumPy ref`: the reference's time over the row's, "
-            "the median (min-max) of per-round ratios where they ran in the same rounds", "")
+            "the median (min-max) of per-round ratios of CPU time where they ran in the same rounds (NumPy: one thread)", "")
     rep.table(["op", "size", "implementation", "ms per call", "vs NumPy ref", "parity with ref"],
               t.rows, "lllrrl")
     if cp is None:

@@ -67,7 +67,7 @@ TABLES = (
     Table("sliding_window", "bench_sliding_window.py", (), (), needs=("torch", "monai"), minutes=0.3),
     Table("fusion", "bench_fusion.py", ("--iou",), ("--tomograms", "50", "--iou"), needs=("ensemble_boxes",),
           minutes=0.3),
-    Table("runner", "bench_runner.py", ("--big",), ("--n", "3", "--scale", "0.12", "--workers", "0", "1"),
+    Table("runner", "bench_runner.py", ("--big",), ("--n", "4", "--scale", "0.15"),
           needs=("torch", "monai"),
           minutes=1.5),
     Table("kernels", "bench_kernels.py", (), ("--shape", "100", "480", "464"), minutes=0.2),
@@ -227,21 +227,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{t.name:15s} {t.group:7s} ~{t.minutes:.1f} min quick  bench/{t.script} "
                   f"{shlex.join(t.quick if args.quick else t.full)}")
         return 0
-    doc = args.doc.read_text()
+    args.doc.read_text()  # fail early on a missing document
     command = "python bench/run_all.py" + (" " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip()
     outcomes, t0 = [], time.perf_counter()
     for t in TABLES:
         if args.only and t.name not in args.only:
             continue
         outcomes.append(run_table(t, pythons[t.group], args.quick, command))
-        doc = replace_section(doc, t.name, section(outcomes[-1]))
-        args.doc.write_text(doc)  # after every table: an interrupted run keeps what it finished
+        # read again and written after every table: prose edited meanwhile is kept, an interrupted run keeps
+        # the tables it finished
+        args.doc.write_text(replace_section(args.doc.read_text(), t.name, section(outcomes[-1])))
     total = time.perf_counter() - t0
     report = consistency(outcomes, command, total)
     print(report)
     if not args.only:  # the section is about whole runs: --only prints its comparison and keeps the section
         (RESULTS / "consistency.md").write_text(report)
-        args.doc.write_text(replace_section(doc, "consistency", doc_body(report)))
+        args.doc.write_text(replace_section(args.doc.read_text(), "consistency", doc_body(report)))
     for o in outcomes:
         if o.status != "ok":
             print(f"{o.table.name}: {o.status}: {o.detail}", file=sys.stderr)
