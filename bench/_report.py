@@ -71,10 +71,13 @@ def load_line(loads: Sequence[float], cores: int | None = None) -> tuple[str, bo
 
 def metric_kind(key: str, value: Spread) -> str:
     """``count`` (one value that does not vary: F2, FLOPs), ``time`` (seconds, rates: they follow the machine's
-    load) or ``ratio`` (a comparison within the same rounds)."""
+    load), ``cpu ratio`` (a comparison of CPU time within the same rounds, key ending in ``(CPU)``) or ``ratio``
+    (of wall time, within the same rounds: a gain from a second core depends on the other jobs' load)."""
     if value.n == 1 and value.lo == value.hi:
         return "count"
-    return "time" if re.search(r"( s| ms| ms per \w+| MB/s| GiB)$", key) else "ratio"
+    if re.search(r"( s| ms| ms per \w+| MB/s| GiB)$", key):
+        return "time"
+    return "cpu ratio" if key.endswith("(CPU)") else "ratio"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> list[str]:

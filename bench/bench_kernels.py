@@ -97,7 +97,7 @@ class Table:
         speed = ""
         if paired is not None:
             speed = paired.fmt(2, "x")
-            self.metrics[f"{op}: {impl} vs ref"] = paired
+            self.metrics[f"{op}: {impl} vs ref (CPU)"] = paired
         elif base:
             speed = "1.00x"
         elif ratio and op in self.base and seconds.median:

@@ -93,7 +93,8 @@ def main(argv=None) -> int:
             f"- measure: {args.repeats} interleaved rounds after a warm-up round, each run from an empty work folder; "
             "median (min-max); ratios: medians (min-max) of per-round ratios. Engine s: time inside engine calls, "
             "summed over workers; outside the engine: wall - engine (one engine at a time only); CPU s: this process "
-            "and its finished worker processes", "")
+            "and its finished worker processes (every thread). Wall-time gains need free cores, so they move with "
+            "the other jobs' load (the load line above); CPU-time ratios do not", "")
     stages = []
     for name, model in (("heavy conv stack", heavy_model()), ("demo 3d detector", detector_model("3d"))):
         key = "heavy" if name.startswith("heavy") else "demo3d"

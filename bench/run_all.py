@@ -175,25 +175,27 @@ def consistency(outcomes: list[Outcome], command: str, total: float) -> str:
              f"- took {total:.0f} s in all: " + ", ".join(f"{o.table.name} {o.seconds:.0f} s" for o in outcomes
                                                            if o.status == "ok"), "",
              "Each table's medians against the previous run of the same command: consistent when each median lies "
-             "within the other run's min-max. Ratios compare variants within the same rounds; times and rates follow "
-             "the machine's load from run to run; counts (F2, FLOPs, parity) must be equal.", ""]
+             "within the other run's min-max. Ratios compare variants within the same rounds: of CPU time (the work "
+             "done, steady when other jobs come and go) or of wall time (a gain from overlap or a second core needs "
+             "that core free, so it moves with the other jobs' load); times and rates follow the machine's load from "
+             "run to run; counts (F2, FLOPs, parity) must be equal. Each table states its load.", ""]
     rows, bad = [], []
     for o in outcomes:
         if o.status != "ok":
-            rows.append([o.table.name, o.status, "", "", "", ""])
+            rows.append([o.table.name, o.status, "", "", "", "", ""])
             continue
         if not o.checks:
             why = "no previous run of this command" if not same_command(o.previous, o.current) else "no shared metric"
-            rows.append([o.table.name, why, "", "", "", ""])
+            rows.append([o.table.name, why, "", "", "", "", ""])
             continue
         cells = []
-        for kind in ("ratio", "time", "count"):
+        for kind in ("cpu ratio", "ratio", "time", "count"):
             mine = [c for c in o.checks if c[4] == kind]
             cells.append(f"{sum(c[3] for c in mine)} of {len(mine)}" if mine else "-")
         rows.append([o.table.name, *cells, o.previous.get("date", "?"), o.current.get("date", "?")])
         bad += [(o.table.name, *c) for c in o.checks if not c[3]]
-    lines += markdown_table(["table", "ratios within", "times within", "counts equal", "previous run", "this run"],
-                            rows, "lrrrll")
+    lines += markdown_table(["table", "CPU-time ratios within", "wall-time ratios within", "times within",
+                             "counts equal", "previous run", "this run"], rows, "lrrrrll")
     if bad:
         lines += ["", "Not within each other's spread:", ""]
         lines += markdown_table(["table", "metric", "kind", "previous median (min-max)", "this run"],

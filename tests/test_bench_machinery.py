@@ -134,6 +134,7 @@ def test_report_writes_markdown_and_json(bench, tmp_path, monkeypatch):
     assert R.metric_kind("ours wall s", M.Spread(1, 1, 2, 5)) == R.metric_kind("x ms per tomogram", M.Spread(1, 1, 2, 5)) \
         == "time"
     assert R.metric_kind("F2", M.exact(0.9)) == "count"
+    assert R.metric_kind("ours vs MONAI (CPU)", M.Spread(1, 1, 2, 5)) == "cpu ratio"
     assert data["under_load"] is False
 
 
