@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", type=int, nargs=2, default=[960, 928], metavar=("Y", "X"),
                         help="slice size (default 960 928, the BYU median)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
-    parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds (default 9)")
+    parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds (default 15)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "decoders.md")
     args = parser.parse_args(argv)
     if args.slices < 2 or min(args.shape) < 8 or args.repeats < 1:

@@ -1,6 +1,6 @@
 """Fusion time: 1000 tomograms x 5 members x 50 candidates, point WBF (and optionally wbf_iou).
 
-    python bench/bench_fusion.py [--tomograms 1000] [--members 5] [--candidates 50] [--repeats 5] [--iou]
+    python bench/bench_fusion.py [--tomograms 1000] [--members 5] [--candidates 50] [--repeats 9] [--iou]
 
 Candidates are random points in a 300 x 960 x 928 tomogram at 13.1 Å, a quarter of them clustered
 around one "motor" per tomogram so the clusters are not all singletons.
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tomograms", type=int, default=1000)
     ap.add_argument("--members", type=int, default=5)
     ap.add_argument("--candidates", type=int, default=50)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--iou", action="store_true", help="also time method wbf_iou (ensemble_boxes)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fusion.md")
     args = ap.parse_args(argv)

@@ -1,6 +1,6 @@
 """CUDA kernels (``kernels/``) vs their NumPy references vs the obvious CuPy compositions.
 
-    python bench/bench_kernels.py [--repeats 5] [--cpu-repeats 5] [--shape Z Y X] [--out bench/results/kernels.md]
+    python bench/bench_kernels.py [--repeats 5] [--cpu-repeats 9] [--shape Z Y X] [--out bench/results/kernels.md]
 
 Realistic sizes: resample 300x960x928 uint8 at 13.1 -> 16 Å (+ affine normalize); accumulate 64
 windows of 14x28x28 cells into a 16x60x58 heatmap (random overlapping starts); NMS on a 20x60x60
@@ -235,7 +235,7 @@ def bench_nms(t: Table, cp, args):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5, help="GPU repeats")
-    ap.add_argument("--cpu-repeats", type=int, default=5, help="NumPy rounds (interleaved within each op)")
+    ap.add_argument("--cpu-repeats", type=int, default=9, help="NumPy rounds (interleaved within each op)")
     ap.add_argument("--shape", type=int, nargs=3, default=[300, 960, 928], help="resample input (Z Y X) uint8")
     ap.add_argument("--src", type=float, default=13.1)
     ap.add_argument("--dst", type=float, default=16.0)

@@ -9,7 +9,7 @@ file-system work is what is measured, not the decode) and times, side by side in
 * the model hash of the run key (:func:`inference.workdir.file_digest` over a ``--model-mb`` file);
 * reading every tomogram (:func:`inference.readers.read_volume`), the reference the others are divided by.
 
-    python bench/bench_run_checks.py [--n 100] [--slices 300] [--size 512] [--repeats 5] [--out FILE]
+    python bench/bench_run_checks.py [--n 100] [--slices 300] [--size 512] [--repeats 9] [--out FILE]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slices", type=int, default=300, help="slices per folder (default 300)")
     parser.add_argument("--size", type=int, default=512, help="slice side in pixels (default 512)")
     parser.add_argument("--model-mb", type=int, default=200, help="size of the model file hashed (default 200)")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds (default 9)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "run_checks.md")
     args = parser.parse_args(argv)
 
