@@ -19,15 +19,17 @@ when built and run, so the count is unaffected. Without it, 2d rows say why they
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.abc
 import importlib.machinery
-import os
-import platform
 import sys
 import time
 import types
 from pathlib import Path
+
+from _measure import exact
+from _report import Report
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def install_torchvision_stub() -> None:
@@ -69,13 +71,13 @@ def install_torchvision_stub() -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--manifest", type=Path, default=Path("weights_manifest.yaml"),
+    ap.add_argument("--manifest", type=Path, default=ROOT / "weights_manifest.yaml",
                     help="patches and member names from here (default weights_manifest.yaml)")
     ap.add_argument("--check-scale", type=float, default=0.25,
                     help="3d cross-check: count at patch x F and extrapolate by voxels (default 0.25; 0: off)")
     ap.add_argument("--torchvision-stub", action="store_true",
                     help="let timm import without a working torchvision (see the module docstring)")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/flops.md"))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "flops.md")
     args = ap.parse_args(argv)
     if args.torchvision_stub:
         install_torchvision_stub()
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
     from export.registry import REGISTRY, arch_for_member
 
     manifest, _ = read_manifest(args.manifest)
-    rows = []
+    rows, metrics = [], {}
     for m in manifest.members:
         spec = REGISTRY[arch_for_member(m.name)]
         t0 = time.perf_counter()
@@ -106,40 +108,27 @@ def main(argv=None) -> int:
             vox = lambda p: float(torch.tensor(p).prod())  # noqa: E731
             check = f"{fs.flops * vox(m.patch) / vox(small) / 1e9:,.1f} (from {' x '.join(map(str, small))})"
         shape = " x ".join(map(str, (spec.in_channels, *m.patch)))
+        metrics[f"{m.name} GFLOPs"], metrics[f"{m.name} params M"] = fc.flops / 1e9, fc.params / 1e6
         rows.append(f"| {m.name} | {spec.kind} | {shape} | {' x '.join(map(str, fc.output_shape[1:]))} | "
                     f"{fc.flops / 1e9:,.1f} | {fc.params / 1e6:.2f} | {check} |")
         print(rows[-1], f"({time.perf_counter() - t0:.1f}s)", flush=True)
 
-    cmd = "python bench/bench_flops.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = [
-        "# FLOPs per window",
-        "",
-        f"- command: `{cmd.strip()}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"torch {torch.__version__}" + (f", timm {sys.modules['timm'].__version__}" if "timm" in sys.modules else ""),
-        f"- manifest: {args.manifest} (patch per member; one window = batch 1)",
-        "- method: member built on the `meta` device, one window through `torch.utils.flop_counter."
-        "FlopCounterMode` (conv, matmul, attention; 2 FLOPs per multiply-add; element-wise ops not counted). "
-        "Exact at the full patch, nothing allocated. Cross-check for 3d: counted at a smaller patch and "
-        "scaled linearly by voxels.",
-        "- maxvit_tiny is built with img_size = patch (its window is patch/32), so its relative-position tables "
-        "and parameter count depend on the patch.",
-    ]
+    rep = Report("bench_flops.py", "FLOPs per window", argv, packages=["torch", "torchvision", "timm"])
+    for key, value in metrics.items():
+        rep.metric(key, exact(value))
+    rep.add(f"- manifest: {args.manifest.name} (patch per member; one window = batch 1)",
+            "- method: member built on the `meta` device, one window through `torch.utils.flop_counter."
+            "FlopCounterMode` (conv, matmul, attention; 2 FLOPs per multiply-add; element-wise ops not counted). "
+            "Exact at the full patch, nothing allocated. Cross-check for 3d: counted at a smaller patch and "
+            "scaled linearly by voxels. A count, not a timing: no repeats.",
+            "- maxvit_tiny is built with img_size = patch (its window is patch/32), so its relative-position tables "
+            "and parameter count depend on the patch; 2d parameters without the training-only `reg_head`.")
     if args.torchvision_stub:
-        lines.append("- 2d members: timm imported with `--torchvision-stub` (torchvision cannot load next to this "
-                     "CPU-only torch; the stand-in is never called by these models)")
-    lines += [
-        "",
-        "| member | kind | input (C x patch) | output (1 x grid) | GFLOPs / window | params (M) "
-        "| 3d cross-check GFLOPs |",
-        "|---|---|---|---|---:|---:|---|",
-        *rows,
-        "",
-    ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+        rep.add("- 2d members: timm imported with `--torchvision-stub` (torchvision cannot load next to this "
+                "CPU-only torch; the stand-in is never called by these models)")
+    rep.add("", "| member | kind | input (C x patch) | output (1 x grid) | GFLOPs / window | params (M) "
+            "| 3d cross-check GFLOPs |", "|---|---|---|---|---:|---:|---|", *rows)
+    rep.write(args.out)
     return 0
 
 

@@ -1,6 +1,6 @@
 """CUDA kernels (``kernels/``) vs their NumPy references vs the obvious CuPy compositions.
 
-    python bench/bench_kernels.py [--repeats 5] [--cpu-repeats 3] [--out bench/results/kernels.md]
+    python bench/bench_kernels.py [--repeats 5] [--cpu-repeats 9] [--shape Z Y X] [--out bench/results/kernels.md]
 
 Realistic sizes: resample 300x960x928 uint8 at 13.1 -> 16 Å (+ affine normalize); accumulate 64
 windows of 14x28x28 cells into a 16x60x58 heatmap (random overlapping starts); NMS on a 20x60x60
@@ -14,15 +14,15 @@ why CuPy was unavailable.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
-import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _measure import Spread, measure, spread
+from _report import Report
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADS: list[float] = []  # the load average at every CPU run
 
 
 def cupy_status() -> tuple[object | None, str]:
@@ -42,19 +42,18 @@ def cupy_status() -> tuple[object | None, str]:
     return cupy, f"CuPy {cupy.__version__}, GPU 0: {name} (CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()})"
 
 
-def time_cpu(fn, repeats: int, number: int = 1) -> float:
-    """Median seconds per call over ``repeats`` batches of ``number`` calls, after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return statistics.median(times)
+def time_cpu(variants: dict, repeats: int, number: int = 1) -> tuple[dict[str, Spread], dict[str, Spread]]:
+    """Seconds per call of each variant (``repeats`` interleaved rounds of ``number`` calls, after a warm-up
+    round), and each variant's speed against the first one (median of per-round ratios of CPU time: NumPy runs
+    these in one thread, and CPU time is steadier than wall time on a shared machine)."""
+    runs = measure({k: (lambda f=f: [f() for _ in range(number)]) for k, f in variants.items()}, repeats=repeats)
+    LOADS.extend(runs.loads())
+    first = next(iter(variants))
+    return ({k: runs.wall(k).scaled(1 / number) for k in variants},
+            {k: runs.speedup(first, k, "cpu") for k in variants})
 
 
-def time_gpu(cp, fn, repeats: int, number: int = 1) -> float:
+def time_gpu(cp, fn, repeats: int, number: int = 1) -> Spread:
     """As :func:`time_cpu`, synchronizing the device before and after each batch (2 warm-ups: compile)."""
     fn(), fn()
     dev = cp.cuda.Device()
@@ -67,7 +66,7 @@ def time_gpu(cp, fn, repeats: int, number: int = 1) -> float:
             fn()
         dev.synchronize()
         times.append((time.perf_counter() - t0) / number)
-    return statistics.median(times)
+    return spread(times)
 
 
 def parity(got, ref) -> str:
@@ -82,23 +81,29 @@ def parity(got, ref) -> str:
 
 
 class Table:
-    def __init__(self):
-        self.rows: list[tuple[str, str, str, float, str, bool]] = []
-        self.base: dict[str, float] = {}
+    """Rows of (op, size, implementation, seconds per call, speed vs the NumPy reference, parity)."""
 
-    def add(self, op, size, impl, seconds, check="", base=False, ratio=True):
+    def __init__(self):
+        self.rows: list[list[str]] = []
+        self.base: dict[str, Spread] = {}
+        self.metrics: dict[str, Spread] = {}
+
+    def add(self, op, size, impl, seconds: Spread, check="", base=False, ratio=True, paired: Spread | None = None):
+        """``paired``: the speed against the reference measured in the same rounds (CPU rows); otherwise
+        the ratio of medians (GPU rows, measured on their own)."""
         if base:
             self.base[op] = seconds
-        self.rows.append((op, size, impl, seconds, check, ratio))
-        print(f"{op:12s} {impl:58s} {seconds * 1e3:10.3f} ms  {check}", flush=True)
-
-    def markdown(self) -> list[str]:
-        out = ["| op | size | implementation | median ms | vs NumPy ref | parity with ref |",
-               "|---|---|---|---:|---:|---|"]
-        for op, size, impl, s, check, ratio in self.rows:
-            speed = f"{self.base[op] / s:.1f}x" if ratio and op in self.base and s else ""
-            out.append(f"| {op} | {size} | {impl} | {s * 1e3:.3f} | {speed} | {check} |")
-        return out
+        self.metrics[f"{op}: {impl} ms"] = seconds.scaled(1e3)
+        speed = ""
+        if paired is not None:
+            speed = paired.fmt(2, "x")
+            self.metrics[f"{op}: {impl} vs ref (CPU)"] = paired
+        elif base:
+            speed = "1.00x"
+        elif ratio and op in self.base and seconds.median:
+            speed = f"{self.base[op].median / seconds.median:.1f}x (ratio of medians)"
+        self.rows.append([op, size, impl, seconds.scaled(1e3).fmt(3), speed, check])
+        print(f"{op:12s} {impl:58s} {seconds.median * 1e3:10.3f} ms  {check}", flush=True)
 
 
 def bench_resample(t: Table, cp, args):
@@ -111,12 +116,13 @@ def bench_resample(t: Table, cp, args):
     out_shape = output_shape(shape, src, dst)
     size = f"{'x'.join(map(str, shape))} u8 {src}->{dst} Å -> {'x'.join(map(str, out_shape))}"
     ref = resample_normalize_ref(vol, src, dst, mean, std)
-    t.add("resample", size, "NumPy ref `kernels.resample.resample_normalize_ref`",
-          time_cpu(lambda: resample_normalize_ref(vol, src, dst, mean, std), args.cpu_repeats), base=True)
     norm = Normalize("affine", mean, std)
-    t.add("resample", size, "NumPy `inference.resample` resample + normalize",
-          time_cpu(lambda: normalize(resample(vol, src, dst), norm), args.cpu_repeats),
-          parity(normalize(resample(vol, src, dst), norm), ref))
+    secs, speed = time_cpu({"ref": lambda: resample_normalize_ref(vol, src, dst, mean, std),
+                            "pipeline": lambda: normalize(resample(vol, src, dst), norm)}, args.cpu_repeats)
+    t.add("resample", size, "NumPy ref `kernels.resample.resample_normalize_ref`", secs["ref"], base=True,
+          paired=speed["ref"])
+    t.add("resample", size, "NumPy `inference.resample` resample + normalize", secs["pipeline"],
+          parity(normalize(resample(vol, src, dst), norm), ref), paired=speed["pipeline"])
     if cp is None:
         return
     import cupyx.scipy.ndimage as cnd
@@ -157,8 +163,8 @@ def bench_accumulate(t: Table, cp, args):
         acc_r, cnt_r = fresh(np)
         accumulate_ref(acc_r, cnt_r, outs, starts, 1.0, mode)
         acc, cnt = fresh(np)
-        t.add(op, size, f"NumPy ref `accumulate_ref` ({np.dtype(dtype).name} acc)",
-              time_cpu(lambda: accumulate_ref(acc, cnt, outs, starts, 1.0, mode), args.cpu_repeats, 10), base=True)
+        secs, _ = time_cpu({"ref": lambda: accumulate_ref(acc, cnt, outs, starts, 1.0, mode)}, args.cpu_repeats, 10)
+        t.add(op, size, f"NumPy ref `accumulate_ref` ({np.dtype(dtype).name} acc)", secs["ref"], base=True)
         if cp is None:
             continue
         douts = cp.asarray(outs)
@@ -197,13 +203,14 @@ def bench_nms(t: Table, cp, args):
     heat = np.random.default_rng(2).random(shape).astype(np.float32)
     size = f"{'x'.join(map(str, shape))}, kernel {k}"
     ref = local_max_mask_ref(heat, k, min_conf)
-    t.add("nms", size, "NumPy ref `local_max_mask_ref`",
-          time_cpu(lambda: local_max_mask_ref(heat, k, min_conf), args.cpu_repeats, 20), base=True)
 
     def scipy_mask():
         return (heat == snd.maximum_filter(heat, size=k, mode="constant", cval=-np.inf)) & (heat >= np.float32(min_conf))
-    t.add("nms", size, "SciPy `ndimage.maximum_filter` + mask", time_cpu(scipy_mask, args.cpu_repeats, 20),
-          parity(scipy_mask(), ref))
+    secs, speed = time_cpu({"ref": lambda: local_max_mask_ref(heat, k, min_conf), "scipy": scipy_mask},
+                           args.cpu_repeats, 20)
+    t.add("nms", size, "NumPy ref `local_max_mask_ref`", secs["ref"], base=True, paired=speed["ref"])
+    t.add("nms", size, "SciPy `ndimage.maximum_filter` + mask", secs["scipy"], parity(scipy_mask(), ref),
+          paired=speed["scipy"])
     if cp is None:
         return
     import cupyx.scipy.ndimage as cnd
@@ -227,12 +234,12 @@ def bench_nms(t: Table, cp, args):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=5, help="GPU repeats (median)")
-    ap.add_argument("--cpu-repeats", type=int, default=3, help="NumPy repeats (median)")
+    ap.add_argument("--repeats", type=int, default=5, help="GPU repeats")
+    ap.add_argument("--cpu-repeats", type=int, default=9, help="NumPy rounds (interleaved within each op)")
     ap.add_argument("--shape", type=int, nargs=3, default=[300, 960, 928], help="resample input (Z Y X) uint8")
     ap.add_argument("--src", type=float, default=13.1)
     ap.add_argument("--dst", type=float, default=16.0)
-    ap.add_argument("--out", type=Path, default=Path("bench/results/kernels.md"))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "kernels.md")
     args = ap.parse_args(argv)
 
     cp, status = cupy_status()
@@ -242,36 +249,27 @@ def main(argv=None) -> int:
     bench_accumulate(t, cp, args)
     bench_nms(t, cp, args)
 
-    lines = [
-        "# CUDA kernels vs NumPy references vs CuPy compositions",
-        "",
-        f"- command: `{' '.join(['python bench/bench_kernels.py', *(sys.argv[1:] if argv is None else argv)])}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-        f"- machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs (`os.cpu_count()`), "
-        f"Python {platform.python_version()}, NumPy {np.__version__}",
-        f"- GPU: {status}",
-        f"- measure: median of {args.cpu_repeats} (NumPy) / {args.repeats} (GPU) repeats after warm-up; small ops "
-        "average 5-50 calls per repeat; GPU rows are wall time with a device synchronize (launch overhead "
-        "included), inputs already on the device unless the row says otherwise",
-        "",
-        *t.markdown(),
-        "",
-    ]
+    rep = Report("bench_kernels.py", "CUDA kernels vs NumPy references vs CuPy compositions", argv,
+                 packages=["scipy", "cupy-cuda12x"])
+    rep.record_loads(LOADS)
+    for k, v in t.metrics.items():
+        rep.metric(k, v)
+    rep.add(f"- GPU: {status}",
+            f"- measure: CPU rows: {args.cpu_repeats} rounds after a warm-up round, the implementations of one op "
+            f"interleaved; GPU rows: {args.repeats} repeats after warm-up, wall time with a device synchronize (launch "
+            "overhead included), inputs already on the device unless the row says otherwise; small ops time 10-50 "
+            "calls per repeat; ms per call, median (min-max); `vs NumPy ref`: the reference's time over the row's, "
+            "the median (min-max) of per-round ratios of CPU time where they ran in the same rounds (NumPy: one thread)", "")
+    rep.table(["op", "size", "implementation", "ms per call", "vs NumPy ref", "parity with ref"],
+              t.rows, "lllrrl")
     if cp is None:
-        lines += ["Only the NumPy rows were measured: " + status + ". Run `python bench/bench_kernels.py` "
-                  "unchanged on a CUDA machine with CuPy for the GPU rows.", ""]
-    lines += [
-        "Notes: `vs NumPy ref` is the reference's time over the row's time. Parity: `exact` means "
-        "bit-identical to the NumPy reference. The cupyx zoom row samples a corner-aligned grid "
-        "(`j * (n-1)/(m-1)`), not the pipeline's `j * t/s`, so its values differ by design; it is timed "
-        "as the library alternative only. The accumulate rows keep adding into the same accumulator "
-        "across repeats (timing only; parity is checked on a fresh one).",
-        "",
-    ]
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+        rep.add(f"Only the NumPy rows were measured: {status}. Run `python bench/bench_kernels.py` unchanged on a "
+                "CUDA machine with CuPy for the GPU rows.", "")
+    rep.add("Parity: `exact` means bit-identical to the NumPy reference. The cupyx zoom row samples a corner-aligned "
+            "grid (`j * (n-1)/(m-1)`), not the pipeline's `j * t/s`, so its values differ by design; it is timed as the "
+            "library alternative only. The accumulate rows keep adding into the same accumulator across repeats "
+            "(timing only; parity is checked on a fresh one).")
+    rep.write(args.out)
     return 0
 
 

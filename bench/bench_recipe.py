@@ -1,6 +1,6 @@
 """The demo ensemble with the default keys vs the recipe's keys (issue 13): F2 and run time.
 
-    python bench/bench_recipe.py [--n 24] [--seed 1313] [--repeats 3] [--threads 1] [--out FILE]
+    python bench/bench_recipe.py [--n 24] [--seed 1313] [--repeats 5] [--threads 1] [--out FILE]
 
 One fresh synthetic test set; the demo detectors (``demo-models --with-2d``) under three manifests:
 
@@ -15,11 +15,12 @@ One fresh synthetic test set; the demo detectors (``demo-models --with-2d``) und
   more decodes and fusion inputs, the same engine work).
 
 All keep the demo's fixed threshold (0.55; the recipe's 0.55 quantile assumes the test set's ~45%
-motors) and its z-score normalisation (the demo detectors need it). Each manifest runs ``--repeats``
-times, interleaved, in this process (``workers=0``, ONNX Runtime on ``--threads`` threads: one
-thread is steadier on a shared machine); the fastest wall time is reported with its engine /
-stitch / decode seconds. "best F2" thresholds each run's fused candidates at the best of
-all their confs (an oracle, to tell ranking from calibration).
+motors) and its z-score normalisation (the demo detectors need it). The manifests run interleaved,
+``--repeats`` rounds after a warm-up round, in this process (``workers=0``, ONNX Runtime on
+``--threads`` threads: one thread is steadier on a shared machine); wall and stage seconds are
+medians (min-max), the time against the default the median of per-round ratios. "best F2"
+thresholds the fused candidates at the best of all their confs (an oracle, to tell ranking from
+calibration).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from __future__ import annotations
 import argparse
 import copy
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
-from _report import emit, provenance
+from _measure import exact, measure, spread
+from _report import Report
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def recipe_variant(data: dict, overlap: float | None = None) -> dict:
@@ -54,9 +57,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--seed", type=int, default=1313)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=Path("bench/results/recipe.md"))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "recipe.md")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -84,47 +87,45 @@ def main(argv=None) -> int:
 
     labels = scoring.load_labels(root / "data" / "test_labels.csv")
     order = submission_order(sorted(labels["tomo_id"].unique()), None)
-    best: dict[str, tuple] = {}
-    for rep in range(args.repeats):
-        for name, path in paths.items():
-            manifest = load_manifest(path)
-            t0 = time.perf_counter()
-            res = run_predict(PredictConfig(manifest=manifest, input_dir=root / "data" / "test",
-                                            output=root / f"sub{rep}.csv", spacing_csv=root / "data" / "test_labels.csv",
-                                            progress=False, workers=0, restart=True,
-                                            engine=EngineOptions(threads=args.threads)))
-            wall = time.perf_counter() - t0
-            if name not in best or wall < best[name][0]:
-                best[name] = (wall, res, manifest)
+
+    def run(name):
+        manifest = load_manifest(paths[name])
+        res = run_predict(PredictConfig(manifest=manifest, input_dir=root / "data" / "test",
+                                        output=root / "sub.csv", spacing_csv=root / "data" / "test_labels.csv",
+                                        progress=False, workers=0, restart=True,
+                                        engine=EngineOptions(threads=args.threads)))
+        return res, manifest
+
+    runs = measure({name: (lambda name=name: run(name)) for name in paths}, repeats=args.repeats,
+                   progress=lambda m: print(m, flush=True))
+    rep = Report("bench_recipe.py", "Demo ensemble: default keys vs the recipe's keys", argv)
+    rep.record_loads(runs.loads())
     rows = []
-    ref_wall = best["default"][0]
-    for name, (wall, res, manifest) in best.items():
+    for name in paths:
+        res, manifest = runs.samples[name][0].value
         s = scoring.score_frames(labels, res.submission)
+        same = all(x.value[0].submission.equals(res.submission) for x in runs.samples[name])
         confs = np.unique(np.concatenate([[0.0], res.fused["conf"].to_numpy()]))
         oracle = max(scoring.score_frames(labels, decide(best_per_tomogram(res.fused, order),
                                                          Threshold(fixed=float(c))).submission).f2 for c in confs)
-        t = res.timer.totals
-        inputs = len(manifest.inputs)
-        rows.append(f"| {name} | {inputs} | {s.f2:.3f} | {oracle:.3f} | {s.precision:.3f} | {s.recall:.3f} | "
-                    f"{s.tp}/{s.fp}/{s.fn}/{s.tn} | {wall:.1f} | {wall / ref_wall:.2f} | {t.get('engine', 0):.1f} | "
-                    f"{t.get('stitch', 0):.1f} | {t.get('decode', 0):.2f} |")
+        rep.metric(f"{name} F2", exact(s.f2))
+        wall = rep.metric(f"{name} wall s", runs.wall(name))
+        vs = rep.metric(f"{name} time vs default", runs.speedup(name, "default"))
+        stage = {k: rep.metric(f"{name} {k} s", spread(runs.values(name, lambda x, k=k: x.value[0].timer.totals.get(k, 0.0))))
+                 for k in ("engine", "stitch", "decode")}
+        rows.append([name, len(manifest.inputs), f"{s.f2:.3f}" + ("" if same else " (varied)"), f"{oracle:.3f}",
+                     f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.tp}/{s.fp}/{s.fn}/{s.tn}", wall.fmt(1), vs.fmt(2),
+                     stage["engine"].fmt(1), stage["stitch"].fmt(1), stage["decode"].fmt(2)])
     n_motor = int((labels.groupby("tomo_id")["Motor axis 0"].max() >= 0).sum())
-    emit([
-        "# Demo ensemble: default keys vs the recipe's keys",
-        "",
-        *provenance(f"python bench/bench_recipe.py --n {args.n} --seed {args.seed} --repeats {args.repeats} "
-                    f"--threads {args.threads}"),
-        f"- data: {args.n} synthetic test tomograms (seed {args.seed}), {n_motor} with a motor",
-        "- threshold: fixed 0.55 for every row (the demo's); wall: fastest of the repeats, in-process",
-        "",
-        "| manifest | fusion inputs | F2 | best F2 | precision | recall | TP/FP/FN/TN | wall s | vs default | "
-        "engine s | stitch s | decode s |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
-        *rows,
-        "",
-        "(stage seconds are exclusive and summed over tomograms; stitch excludes the engine calls inside it.)",
-        "",
-    ], args.out)
+    rep.add(f"- data: {args.n} synthetic test tomograms (seed {args.seed}), {n_motor} with a motor",
+            f"- threshold: fixed 0.55 for every row (the demo's); runs in-process, ONNX Runtime on {args.threads} "
+            f"thread(s); {args.repeats} interleaved rounds after a warm-up round; median (min-max); `time vs default`: "
+            "the median (min-max) of per-round ratios (above 1: slower than the default)", "")
+    rep.table(["manifest", "fusion inputs", "F2", "best F2", "precision", "recall", "TP/FP/FN/TN", "wall s",
+               "time vs default", "engine s", "stitch s", "decode s"], rows, "lrrrrrlrrrrr")
+    rep.add("Stage seconds are exclusive and summed over tomograms (stitch excludes the engine calls inside it). "
+            "F2 is the same in every round unless marked (varied).")
+    rep.write(args.out)
     return 0
 
 

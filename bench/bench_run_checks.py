@@ -9,7 +9,7 @@ file-system work is what is measured, not the decode) and times, side by side in
 * the model hash of the run key (:func:`inference.workdir.file_digest` over a ``--model-mb`` file);
 * reading every tomogram (:func:`inference.readers.read_volume`), the reference the others are divided by.
 
-    python bench/bench_run_checks.py --n 100 --slices 300 --size 512
+    python bench/bench_run_checks.py [--n 100] [--slices 300] [--size 512] [--repeats 9] [--out FILE]
 """
 
 from __future__ import annotations
@@ -18,10 +18,14 @@ import argparse
 import io
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _measure import measure
+from _report import Report
+
+ROOT = Path(__file__).resolve().parents[1]
+READING = "reading every tomogram (the reference)"
 
 
 def _make(root: Path, n: int, slices: int, size: int) -> Path:
@@ -45,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slices", type=int, default=300, help="slices per folder (default 300)")
     parser.add_argument("--size", type=int, default=512, help="slice side in pixels (default 512)")
     parser.add_argument("--model-mb", type=int, default=200, help="size of the model file hashed (default 200)")
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds (default 9)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "run_checks.md")
     args = parser.parse_args(argv)
 
     from inference import preflight, readers, workdir
@@ -57,30 +63,37 @@ def main(argv: list[str] | None = None) -> int:
         manifest = load_manifest(write_demo_models(root / "models", with_2d=True))
         model = root / "model.bin"
         model.write_bytes(os.urandom(args.model_mb * 2**20))
-        times = {}
-        t = time.perf_counter()
         found = readers.scan_sources(inp, report=False)
-        times["listing"] = time.perf_counter() - t
-        t = time.perf_counter()
-        preflight.check_inputs(found.sources, manifest, None, 13.1)
-        times["checks before any work"] = time.perf_counter() - t
-        t = time.perf_counter()
-        for s in found.sources:
-            workdir.source_stamp(s)
-        times["source stamps"] = time.perf_counter() - t
-        t = time.perf_counter()
-        workdir.file_digest(model)
-        times[f"hash of a {args.model_mb} MB model"] = time.perf_counter() - t
-        t = time.perf_counter()
-        for s in found.sources:
-            readers.read_volume(s)
-        times["reading every tomogram"] = time.perf_counter() - t
-    ref = times["reading every tomogram"]
-    print(f"{args.n} folders x {args.slices} slices of {args.size} px")
-    print("| step | seconds | per tomogram ms | / reading |")
-    print("|---|---:|---:|---:|")
-    for k, v in times.items():
-        print(f"| {k} | {v:.3f} | {1000 * v / args.n:.2f} | {v / ref:.4f} |")
+        steps = {
+            "listing (every entry classified)": lambda: readers.scan_sources(inp, report=False),
+            "checks before any work (a header peek per source)":
+                lambda: preflight.check_inputs(found.sources, manifest, None, 13.1),
+            "source stamps of the run key (size and mtime of every slice)":
+                lambda: [workdir.source_stamp(s) for s in found.sources],
+            f"hash of a {args.model_mb} MB model (once per run and model)": lambda: workdir.file_digest(model),
+            READING: lambda: [readers.read_volume(s) for s in found.sources],
+        }
+        runs = measure(steps, repeats=args.repeats)
+    rep = Report("bench_run_checks.py", "What the checks before and around a run cost", argv)
+    rep.record_loads(runs.loads())
+    rep.add(f"- data: {args.n} slice folders x {args.slices} JPEG slices of {args.size} px (the same image in each: the "
+            f"file-system work is measured, not the decode); a {args.model_mb} MB file for the model hash; page cache "
+            "warm (after the warm-up round)",
+            f"- measure: {args.repeats} interleaved rounds after a warm-up round; median (min-max); `/ reading`: the "
+            "median (min-max) of per-round ratios of CPU time (every thread) to reading every tomogram: what each "
+            "step costs the machine, steadier than wall time when other jobs share the cores", "")
+    rows = []
+    for name in steps:
+        wall = rep.metric(f"{name} s", runs.wall(name))
+        share = rep.metric(f"{name} / reading (CPU)", runs.speedup(name, READING, "cpu"))
+        rows.append([name, wall.fmt(3), wall.scaled(1e3 / args.n).fmt(2), share.fmt(4)])
+    rep.table(["step", "wall s", "per tomogram ms", "/ reading (CPU time)"], rows)
+    total = sum(rep.metrics[f"{n} / reading (CPU)"].median for n in steps if n != READING)
+    rep.add(f"All the checks together: {100 * total:.2f} % of reading the tomograms once, in CPU time (sum of the "
+            "medians). The model "
+            "check at load runs one window of zeros per member through its engine (a batch of 1): the cost of one "
+            "window, once per worker.")
+    rep.write(args.out)
     return 0
 
 

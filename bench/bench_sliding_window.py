@@ -1,25 +1,26 @@
-"""Throughput of our sliding window vs MONAI's ``sliding_window_inference`` on the same ORT model.
+"""Our sliding window vs MONAI's ``sliding_window_inference`` on the same ONNX Runtime session.
 
-Both run the same ONNX Runtime session (the demo 3d detector, CPU provider) over the same
-normalized volume with the same patch, overlap and batch size, interleaved, median of repeats.
-The result is a ratio within one run (this machine is shared and noisy).
+Both run the same session (the demo 3d detector, CPU provider) over the same normalized volume with
+the same patch, overlap and batch size: interleaved, ``--repeats`` rounds after a warm-up round.
+Reported: wall and CPU seconds, median (min-max), and the speed ratio as the median of per-round
+ratios; the engine alone on one batch, for scale.
 
-    python bench/bench_sliding_window.py [--shape 128 256 256] [--repeats 5] [--out FILE]
+    python bench/bench_sliding_window.py [--shape 128 256 256] [--repeats 15] [--out FILE]
 
-Needs the dev extra (MONAI and torch, CPU build) besides the package.
+Needs the bench extra (MONAI and torch, CPU build) besides the package.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from _report import emit, provenance
-
 import numpy as np
+from _measure import measure
+from _report import Report
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
@@ -28,8 +29,8 @@ def main(argv=None) -> int:
     ap.add_argument("--patch", type=int, nargs=3, default=[64, 128, 128])
     ap.add_argument("--overlap", type=float, default=0.25)
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=Path("bench/results/sliding_window.md"))
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sliding_window.md")
     args = ap.parse_args(argv)
 
     import onnx
@@ -46,55 +47,40 @@ def main(argv=None) -> int:
     engine = load_engine(tmp / "demo3d.onnx")
     vol = np.random.default_rng(0).standard_normal((1, *args.shape)).astype(np.float32)
     patch, ov, b = tuple(args.patch), args.overlap, args.batch
-
-    def ours():
-        return sliding_window(vol, engine, patch, 16, ov, batch_size=b)
-
     tvol = torch.from_numpy(vol[None])
+    batch = np.stack([vol[:, :patch[0], :patch[1], :patch[2]]] * b)
 
     def monai():
         with torch.no_grad():
-            out = sliding_window_inference(
-                tvol, roi_size=patch, sw_batch_size=b, overlap=ov, mode="constant",
-                predictor=lambda x: torch.from_numpy(engine(x.numpy())))
+            out = sliding_window_inference(tvol, roi_size=patch, sw_batch_size=b, overlap=ov, mode="constant",
+                                           predictor=lambda x: torch.from_numpy(engine(x.numpy())))
         return out.numpy()[0, 0]
 
-    ours(), monai()  # warm-up
-    t_ours, t_monai = [], []
-    for _ in range(args.repeats):
-        for fn, acc in ((ours, t_ours), (monai, t_monai)):
-            t0 = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - t0)
-    engine_t = []
-    batch = np.stack([vol[:, :patch[0], :patch[1], :patch[2]]] * b)
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        engine(batch)
-        engine_t.append(time.perf_counter() - t0)
-
+    runs = measure({"ours": lambda: sliding_window(vol, engine, patch, 16, ov, batch_size=b), "MONAI": monai,
+                    "engine, one batch": lambda: engine(batch)}, repeats=args.repeats)
     n_vox = int(np.prod(args.shape))
-    mo, mm = statistics.median(t_ours), statistics.median(t_monai)
-    ours_windows = count_windows(args.shape, patch, 16, ov)
-    lines = [
-        "# Sliding window: ours vs MONAI sliding_window_inference",
-        "",
-        *provenance(f"python bench/bench_sliding_window.py --shape {' '.join(map(str, args.shape))} "
-                    f"--repeats {args.repeats}"),
-        f"- model: demo 3d detector (ONNX Runtime CPU), patch {patch}, overlap {ov}, batch {b}, "
-        f"volume {tuple(args.shape)} float32",
-        "",
-        "| implementation | windows | median s | Mvoxels/s | vs MONAI |",
-        "|---|---:|---:|---:|---:|",
-        f"| ours (`inference.windows.sliding_window`) | {ours_windows} | {mo:.3f} | {n_vox / mo / 1e6:.2f} "
-        f"| {mm / mo:.2f}x |",
-        f"| MONAI `sliding_window_inference` | (its own grid) | {mm:.3f} | {n_vox / mm / 1e6:.2f} | 1.00x |",
-        "",
-        f"Engine alone: {statistics.median(engine_t) / b * 1e3:.1f} ms per window "
-        f"({ours_windows} windows -> {statistics.median(engine_t) / b * ours_windows:.3f} s of our wall time).",
-        "",
-    ]
-    emit(lines, args.out)
+    windows = count_windows(args.shape, patch, 16, ov)
+    rep = Report("bench_sliding_window.py", "Sliding window: ours vs MONAI sliding_window_inference", argv,
+                 packages=["torch", "monai"])
+    rep.record_loads(runs.loads())
+    rep.add(f"- model: demo 3d detector (ONNX Runtime CPU), patch {' x '.join(map(str, patch))}, overlap {ov}, "
+            f"batch {b}, volume {' x '.join(map(str, args.shape))} float32; {windows} windows on our grid",
+            f"- measure: {args.repeats} interleaved rounds after a warm-up round; median (min-max); ratios: medians "
+            "(min-max) of per-round ratios", "")
+    rows = []
+    for name, label in (("ours", "ours (`inference.windows.sliding_window`)"),
+                        ("MONAI", "MONAI `sliding_window_inference`")):
+        wall, cpu = rep.metric(f"{name} wall s", runs.wall(name)), rep.metric(f"{name} CPU s", runs.cpu(name))
+        vs_wall = rep.metric(f"{name} vs MONAI (wall)", runs.speedup("MONAI", name))
+        vs_cpu = rep.metric(f"{name} vs MONAI (CPU)", runs.speedup("MONAI", name, "cpu"))
+        rows.append([label, wall.fmt(3), f"{n_vox / wall.median / 1e6:.1f}", cpu.fmt(3), vs_wall.fmt(2, "x"),
+                     vs_cpu.fmt(2, "x")])
+    rep.table(["implementation", "wall s", "Mvoxels/s", "CPU s", "speed vs MONAI (wall)", "speed vs MONAI (CPU)"], rows)
+    eng = rep.metric("engine ms per window", runs.wall("engine, one batch"))
+    per = eng.median / b
+    rep.add(f"Engine alone: {1e3 * per:.1f} ms per window ({1e3 * eng.lo / b:.1f}-{1e3 * eng.hi / b:.1f}); "
+            f"{windows} windows: {per * windows:.3f} s of our {runs.wall('ours').median:.3f} s wall.")
+    rep.write(args.out)
     return 0
 
 

@@ -23,7 +23,8 @@ import argparse
 import math
 from pathlib import Path
 
-from _report import emit, provenance
+from _measure import exact
+from _report import Report
 
 REPO = Path(__file__).resolve().parents[1]
 # datasheet fp16 tensor-core peaks, dense (no sparsity), TFLOP/s
@@ -71,19 +72,38 @@ def main(argv=None) -> int:
     t4_s_per_hidden = KAGGLE_HIDDEN["hours"] * 3600 * KAGGLE_HIDDEN["gpus"] / KAGGLE_HIDDEN["tomograms"]
     upper_t4_h = float((flops / hidden_flops).sum() * t4_s_per_hidden / 3600)
 
+    from export.kaggle.cost import T4_PEAK_FLOPS
+    from export.kaggle.target import MEDIAN_SHAPE, MEDIAN_SPACING_A
+
     n = len(portal)
+    rep = Report("project_portal.py", "Projections on paper: the shipped recipe on Kaggle and on the portal", argv)
+    med_flops, med_windows = tomogram_flops(manifest, table, MEDIAN_SHAPE, MEDIAN_SPACING_A)
+    bound = {p: med_flops / peak for p, peak in T4_PEAK_FLOPS.items()}
+    for key, value in (("median BYU tomogram TFLOP", med_flops / 1e12), ("portal PFLOP", flops.sum() / 1e15),
+                       ("upper T4-hours", upper_t4_h), ("Kaggle hidden average TFLOP", hidden_flops / 1e12),
+                       *((f"T4 {p} s per median tomogram", v) for p, v in bound.items())):
+        rep.metric(key, exact(value))
+    shape = " x ".join(map(str, MEDIAN_SHAPE))
     lines = [
-        "# Portal projection (on paper)", "",
-        *provenance("python bench/project_portal.py"),
+        f"- manifest: {args.manifest.name} ({len(manifest.members)} members, {len(manifest.inputs)} fusion inputs); "
+        f"FLOPs per window: {args.flops.name} (`bench/bench_flops.py`); arithmetic, nothing runs on a GPU", "",
+        f"## Kaggle: the median BYU tomogram ({shape} at {MEDIAN_SPACING_A:g} Å)", "",
+        "| | " + " | ".join(med_windows) + " | TFLOP |", "|---|" + "---:|" * (len(med_windows) + 1),
+        "| engine windows (all TTAs) | " + " | ".join(str(w) for w in med_windows.values())
+        + f" | {med_flops / 1e12:.1f} |", "",
+        "T4 lower bound (every FLOP at the datasheet peak: "
+        + ", ".join(f"{p} {peak / 1e12:g} TFLOP/s" for p, peak in T4_PEAK_FLOPS.items()) + "): "
+        + "; ".join(f"{p} {v:.1f} s per tomogram -> {v * 900 / 2 / 3600:.2f} h for 900 tomograms on 2 T4s"
+                    for p, v in bound.items()) + ". Engines only; a bound, not a prediction.", "",
+        "## The portal", "",
         f"- portal table: {args.portal.name}, {n} tomograms; manifest: {args.manifest.name} "
-        f"({len(manifest.members)} members, {len(manifest.inputs)} fusion inputs); FLOPs per window: {args.flops.name}",
-        "", "## The tomograms", "",
+        f"({len(manifest.members)} members, {len(manifest.inputs)} fusion inputs)", "",
         f"- voxel spacing: {', '.join(f'{s:g} Å x {c}' for s, c in portal.voxel_spacing.value_counts().items())}",
         f"- voxels per tomogram: median {np.median(voxels) / 1e6:.0f} M, mean {voxels.mean() / 1e6:.0f} M, "
         f"max {voxels.max() / 1e6:.0f} M (median shape {int(portal.Z.median())} x {int(portal.Y.median())} x "
         f"{int(portal.X.median())}); all: {voxels.sum() / 1e9:.1f} G voxels = {voxels.sum() * 4 / 1e12:.2f} TB "
         "as float32 (the portal's type), read once", "",
-        "## Work per tomogram (the shipped recipe, all TTAs)", "",
+        "Work per tomogram (the shipped recipe, all TTAs):", "",
         "| | " + " | ".join(windows.columns) + " | TFLOP |", "|---|" + "---:|" * (len(windows.columns) + 1),
         "| windows, portal median | " + " | ".join(f"{windows[c].median():.0f}" for c in windows.columns)
         + f" | {np.median(flops) / 1e12:.1f} |",
@@ -92,7 +112,7 @@ def main(argv=None) -> int:
         "| windows, Kaggle hidden average (400 x 1400 x 1050 at 13.1 Å) | "
         + " | ".join(f"{hidden_windows[c]}" for c in windows.columns) + f" | {hidden_flops / 1e12:.1f} |",
         "", f"All {n} portal tomograms: {flops.sum() / 1e15:.2f} PFLOP (mean {flops.mean() / 1e12:.1f} TFLOP).", "",
-        f"## GPU-hours and the cluster for {args.hours:g} h", "",
+        f"GPU-hours and the cluster for {args.hours:g} h:", "",
         "| bound | GPU | GPU-hours | GPUs for " + f"{args.hours:g} h |", "|---|---|---:|---:|",
     ]
     for gpu, peak in PEAKS.items():
@@ -107,7 +127,8 @@ def main(argv=None) -> int:
               f"distribution: {upper_t4_h * per:.0f} T4-hours at most, {math.ceil(upper_t4_h * per / args.hours)} "
               f"T4s for {args.hours:g} h; at least {flops.sum() * per / (PEAKS['A100'] * 1e12) / 3600:.1f} A100-hours.",
               ""]
-    emit(lines, args.out)
+    rep.add(*lines)
+    rep.write(args.out)
     return 0
 
 
