@@ -11,10 +11,12 @@ reports each missing runtime as "not available here":
 4. where installed, candidates through ONNX Runtime's CUDA provider, its TensorRT provider (fp16)
    and native TensorRT engines (fp16; built here: build, load, run), each against the CPU path:
    positions equal, conf within 1e-3;
-5. throughput (windows/s, fp32 and fp16) and peak memory of each member of the shipped recipe at its
+5. end to end: our runner (CuPy, decode and resample overlapping the engine) vs the straightforward
+   pipeline (host decode, zoom and windows) on the same CUDA engine (``bench/_e2e.py`` ``gpu_section``);
+6. throughput (windows/s, fp32 and fp16) and peak memory of each member of the shipped recipe at its
    patch: through TensorRT or ONNX Runtime where they and the exported members are present, else
    through export's torch modules (random weights; labelled so);
-6. a projection of the engine hours for ~900 tomograms on 2 T4s, scaled by the ratio of this GPU's
+7. a projection of the engine hours for ~900 tomograms on 2 T4s, scaled by the ratio of this GPU's
    and the T4's peak FLOPs (labelled a projection).
 
 Writes ``DIR/report.md`` and ``DIR/report.json``. Without a GPU it exits 2 at once with one line.
@@ -33,6 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # run from a checkout: the package need not be installed
 
+import _e2e as E2E  # noqa: E402
 import _gpu_sections as S  # noqa: E402
 from _report import provenance  # noqa: E402
 
@@ -65,6 +68,7 @@ def default_sections(manifest_path: Path) -> dict:
     return {
         "kernel parity on the device": lambda c, o, b: S.kernels_on_device(c, o, max(30.0, min(150.0, b.left() - 90))),
         "candidates": candidate_sections,
+        "end to end vs the straightforward pipeline (GPU)": lambda c, o, b: E2E.gpu_section(c, o, b),
         "throughput": lambda c, o, b: throughput_section(c, o, b, manifest_path),
     }
 
