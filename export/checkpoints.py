@@ -31,7 +31,6 @@ and is strict otherwise: any missing, unexpected or shape-mismatched key is an
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import re
@@ -43,6 +42,7 @@ import torch
 from torch import nn
 
 from inference.errors import InputError
+from inference.file_hash import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +84,6 @@ def _harmless_globals() -> list:
     # pickles written under numpy 1.x name the scalar reconstructor numpy.core.multiarray.scalar
     return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes, pathlib.PosixPath,
             pathlib.WindowsPath]
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_tensor_map(obj) -> bool:

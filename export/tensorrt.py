@@ -40,16 +40,16 @@ from export.tensorrt_sidecar import (
     TensorInfo,
     parse_sidecar,
     read_sidecar,
-    sha256_file,
     sidecar_path,
     write_sidecar,
 )
 from inference.errors import InputError
+from inference.file_hash import sha256_file
 
 __all__ = [
     # the builder and the running machine (this module)
     "build_engine", "check_profile_input", "gpu_info", "import_tensorrt", "onnx_io", "runtime_env", "use_device",
-    # export.tensorrt_sidecar
+    # export.tensorrt_sidecar (and inference.file_hash)
     "DEFAULT_BATCH", "DEFAULT_WORKSPACE_GB", "SIDECAR_FORMAT", "SIDECAR_VERSION", "BatchProfile", "EngineSidecar",
     "RuntimeEnv", "TensorInfo", "parse_sidecar", "read_sidecar", "sha256_file", "sidecar_path", "write_sidecar",
     # export.tensorrt_cache

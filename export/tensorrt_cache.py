@@ -20,9 +20,9 @@ from export.tensorrt_sidecar import (
     EngineSidecar,
     RuntimeEnv,
     read_sidecar,
-    sha256_file,
 )
 from inference.errors import InputError
+from inference.file_hash import sha256_file
 
 logger = logging.getLogger("export.tensorrt")  # the engine's one log name, as before the modules were split
 

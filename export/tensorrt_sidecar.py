@@ -33,7 +33,6 @@ takes any batch in ``[min, max]`` and is tuned for ``opt``. An inference-side lo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -47,14 +46,6 @@ SIDECAR_VERSION = 1
 DEFAULT_BATCH = "1:2:4"
 DEFAULT_WORKSPACE_GB = 4.0
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from inference.errors import InputError, write_error
+from inference.file_hash import sha256_file
 
 try:
     import fcntl
@@ -46,13 +47,7 @@ _FIX_CORRUPT = "pass --restart to start over (it removes only the files a run wr
 # ------------------------------------------------------------------------------------------ keys
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's content, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(4 * 2**20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+file_digest = sha256_file  # the run key's name for it
 
 
 def options_key(manifest_path: Path, model_paths: list[Path], spacing_csv: Path | None, default_spacing: float,
