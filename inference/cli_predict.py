@@ -87,7 +87,7 @@ def add_cli(sub) -> None:
                    "pil (default auto)")
     p.add_argument("--read-threads", type=int, default=None, help="threads decoding slices (default: "
                    "min(8, cores))")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off with -q)")
     cli_scale.add_options(p)
     p.set_defaults(func=run_cli)
 
@@ -129,7 +129,7 @@ def run_cli(args) -> int:
         sample_submission=args.sample_submission,
         decoder=args.decoder,
         read_threads=args.read_threads,
-        progress=not args.no_progress,
+        progress=not (args.no_progress or args.quiet),
         workers=args.workers,
         devices=args.devices if args.devices is not None else (() if args.device == "cpu" else (0,)),
         work_dir=args.work_dir,

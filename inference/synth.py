@@ -325,7 +325,7 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
                    "Portal's format; needs zarr >= 3)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow a non-empty OUT/<split> folder (its tomo_* folders are replaced)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off with -q)")
     p.set_defaults(func=run_cli)
     return p
 
@@ -340,7 +340,7 @@ def run_cli(args: argparse.Namespace) -> int:
         scale=args.scale,
         reference_csv=args.reference,
         jpeg_quality=args.quality,
-        progress=not args.no_progress,
+        progress=not (args.no_progress or args.quiet),
         overwrite=args.overwrite,
         fmt=args.format,
     )
