@@ -38,3 +38,6 @@ def test_per_tomogram_lines_are_debug(tmp_path):
     verbose = subprocess.run([*cmd, "--restart", "-v"], capture_output=True, text=True, check=True).stderr
     lines = [ln for ln in verbose.splitlines() if "inference.readers: read tomo_" in ln]
     assert len(lines) == 2 and all(ln.startswith("DEBUG ") for ln in lines) and "voxel spacing" in verbose
+    assert "tomograms: 100%" in plain  # the progress bar
+    quiet = subprocess.run([*cmd, "--restart", "-q"], capture_output=True, text=True, check=True).stderr
+    assert "tomograms:" not in quiet and "INFO" not in quiet  # -q: warnings and errors only, no bar
