@@ -205,7 +205,8 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
     manifest before the files exist); everything else is validated the same.
     """
     ctx = Ctx(Path(path))
-    data = ctx.mapping(data, "(top level)")
+    data = ctx.mapping(data, "(top level)", "pass --manifest with a weights_manifest.yaml (keys target_spacing, "
+                                            "members, threshold)")
     ctx.check_keys(data, "", {"target_spacing", "default_spacing", "members", "threshold", "fusion"},
                    {"target_spacing", "members", "threshold"})
     members_raw = data["members"]

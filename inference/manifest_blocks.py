@@ -23,9 +23,9 @@ class Ctx:
     def fail(self, key: str, problem: str, fix: str | None = None) -> InputError:
         return InputError(self.path, f"key '{key}': {problem}", fix)
 
-    def mapping(self, value: Any, key: str) -> dict:
+    def mapping(self, value: Any, key: str, fix: str | None = None) -> dict:
         if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
+            raise self.fail(key, f"expected a mapping, got {type(value).__name__}", fix)
         return value
 
     def check_keys(self, data: dict, key: str, allowed: set[str], required: set[str] = frozenset()):

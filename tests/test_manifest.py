@@ -84,6 +84,11 @@ def test_missing_file_and_bad_yaml(tmp_path):
     p.write_text("members: [\n")
     with pytest.raises(InputError, match="not valid YAML"):
         load_manifest(p)
+    csv = tmp_path / "labels.csv"  # a CSV passed as the manifest is valid YAML: one string
+    csv.write_text("tomo_id,z,y,x\ntomo_a,1,2,3\n")
+    with pytest.raises(InputError, match=r"labels\.csv: key '\(top level\)': expected a mapping, got str\. "
+                                         r"Fix: pass --manifest with a weights_manifest\.yaml"):
+        load_manifest(csv)
 
 
 def test_frozen(mdir):
