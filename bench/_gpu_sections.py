@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from export.kaggle.profile import projection_hours
+from export.kaggle.target import HIDDEN_TEST_TOMOGRAMS
+
 ROOT = Path(__file__).resolve().parents[1]
 NA = "not available here"
 
@@ -356,7 +359,6 @@ PEAK_TFLOPS = [
     (r"L40S", 91.6, 362.0), (r"L4\b", 30.3, 121.0), (r"A10G?\b", 31.2, 125.0), (r"RTX 4090", 82.6, 165.0),
     (r"V100", 15.7, 125.0), (r"T4\b", 8.1, 65.0), (r"P100", 9.3, 18.7),
 ]
-T4 = (8.1, 65.0)
 
 
 def peak_tflops(gpu_name: str | None) -> tuple[float, float] | None:
@@ -366,21 +368,23 @@ def peak_tflops(gpu_name: str | None) -> tuple[float, float] | None:
     return None
 
 
-def projected_hours(rows: list[dict], gpu_name: str | None, tomograms: int = 900, gpus: int = 2) -> dict:
+def projected_hours(rows: list[dict], gpu_name: str | None, tomograms: int = HIDDEN_TEST_TOMOGRAMS,
+                    gpus: int = 2) -> dict:
     """Hours of engine time for ``tomograms`` on ``gpus`` T4s per precision: measured seconds per window
     scaled by (this GPU's peak FLOPs / the T4's), times windows per tomogram, summed over members."""
     peak = peak_tflops(gpu_name)
     if peak is None:
         return {"error": f"peak FLOPs of {gpu_name!r} unknown: no projection"}
+    t4 = peak_tflops("T4")
     out = {}
     for i, precision in enumerate(("fp32", "fp16")):
-        ratio = peak[i] / T4[i]
+        ratio = peak[i] / t4[i]
         mine = [r for r in rows if r["precision"] == precision and r.get("windows_per_s")]
         members = {r["member"] for r in rows}
         if {r["member"] for r in mine} != members:
             continue
         seconds = sum(r["windows_per_tomogram"] / r["windows_per_s"] * ratio for r in mine)
-        out[precision] = {"hours": seconds * tomograms / gpus / 3600.0, "seconds_per_tomogram_t4": seconds,
+        out[precision] = {"hours": projection_hours(seconds, tomograms, gpus), "seconds_per_tomogram_t4": seconds,
                           "flops_ratio": ratio}
     return out
 

@@ -138,15 +138,6 @@ class Report:
         return text
 
 
-def emit(lines: list[str], out: Path) -> str:
-    """Print a report given as lines and write it to ``out`` (parents created)."""
-    text = "\n".join(lines)
-    print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return text
-
-
 # ---------------------------------------------------------------- docs/BENCHMARKS.md sections
 
 

@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     upper_t4_h = float((flops / hidden_flops).sum() * t4_s_per_hidden / 3600)
 
     from export.kaggle.cost import T4_PEAK_FLOPS
-    from export.kaggle.target import MEDIAN_SHAPE, MEDIAN_SPACING_A
+    from export.kaggle.profile import projection_hours
+    from export.kaggle.target import HIDDEN_TEST_TOMOGRAMS, MEDIAN_SHAPE, MEDIAN_SPACING_A
 
     n = len(portal)
     rep = Report("project_portal.py", "Projections on paper: the shipped recipe on Kaggle and on the portal", argv)
@@ -93,8 +94,8 @@ def main(argv=None) -> int:
         + f" | {med_flops / 1e12:.1f} |", "",
         "T4 lower bound (every FLOP at the datasheet peak: "
         + ", ".join(f"{p} {peak / 1e12:g} TFLOP/s" for p, peak in T4_PEAK_FLOPS.items()) + "): "
-        + "; ".join(f"{p} {v:.1f} s per tomogram -> {v * 900 / 2 / 3600:.2f} h for 900 tomograms on 2 T4s"
-                    for p, v in bound.items()) + ". Engines only; a bound, not a prediction.", "",
+        + "; ".join(f"{p} {v:.1f} s per tomogram -> {projection_hours(v, HIDDEN_TEST_TOMOGRAMS, 2):.2f} h for "
+                    f"{HIDDEN_TEST_TOMOGRAMS} tomograms on 2 T4s" for p, v in bound.items()) + ". Engines only; a bound, not a prediction.", "",
         "## The portal", "",
         f"- portal table: {args.portal.name}, {n} tomograms; manifest: {args.manifest.name} "
         f"({len(manifest.members)} members, {len(manifest.inputs)} fusion inputs)", "",

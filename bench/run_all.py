@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import Spread, consistent  # noqa: E402
-from _report import RUN_ALL_ENV, doc_body, markdown_table, provenance, replace_section  # noqa: E402
+from _report import RUN_ALL_ENV, command_line, doc_body, markdown_table, provenance, replace_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{shlex.join(t.quick if args.quick else t.full)}")
         return 0
     args.doc.read_text()  # fail early on a missing document
-    command = "python bench/run_all.py" + (" " + shlex.join(argv if argv is not None else sys.argv[1:])).rstrip()
+    command = command_line("run_all.py", argv)
     outcomes, t0 = [], time.perf_counter()
     for t in TABLES:
         if args.only and t.name not in args.only:
