@@ -76,10 +76,9 @@ def main(argv=None) -> int:
         rows.append([label, wall.fmt(3), f"{n_vox / wall.median / 1e6:.1f}", cpu.fmt(3), vs_wall.fmt(2, "x"),
                      vs_cpu.fmt(2, "x")])
     rep.table(["implementation", "wall s", "Mvoxels/s", "CPU s", "speed vs MONAI (wall)", "speed vs MONAI (CPU)"], rows)
-    eng = rep.metric("engine ms per window", runs.wall("engine, one batch"))
-    per = eng.median / b
-    rep.add(f"Engine alone: {1e3 * per:.1f} ms per window ({1e3 * eng.lo / b:.1f}-{1e3 * eng.hi / b:.1f}); "
-            f"{windows} windows: {per * windows:.3f} s of our {runs.wall('ours').median:.3f} s wall.")
+    eng = rep.metric("engine ms per window", runs.wall("engine, one batch").scaled(1e3 / b))
+    rep.add(f"Engine alone: {eng.median:.1f} ms per window ({eng.lo:.1f}-{eng.hi:.1f}); "
+            f"{windows} windows: {eng.median / 1e3 * windows:.3f} s of our {runs.wall('ours').median:.3f} s wall.")
     rep.write(args.out)
     return 0
 
