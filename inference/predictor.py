@@ -36,7 +36,7 @@ from inference.geometry import border_mask, cell_voxels, grid_window_starts, mem
 from inference.manifest import Member
 from inference.nms_points import greedy_nms
 from inference.peaks import find_peaks, nms_kernel_for
-from inference.resample import affine_of, normalize, resample
+from inference.resample import affine_of, resample
 from inference.sliding_grid import sliding_window_grid
 from inference.timing import StageTimer
 from inference.windows import count_windows, pad_end, sliding_window
@@ -127,13 +127,8 @@ class MemberPredictor:
                                           grid=r.grid, quantize=r.quantize)
             return resample(vol, tomo_spacing, self.geometry.spacings, xp=self.xp, grid=r.grid, quantize=r.quantize)
 
-    def normalize(self, resampled, timer: StageTimer | None = None):
-        timer = timer or StageTimer()
-        with timer.stage("resample"):
-            return normalize(resampled, self.member.normalize, xp=self.xp)
-
     def prepare(self, resampled, timer: StageTimer | None = None) -> Prepared:
-        """:meth:`normalize`, keeping where raw intensity 0 lands (the zero pad value)."""
+        """The member's normalisation of ``resampled``, keeping where raw intensity 0 lands (the zero pad value)."""
         timer = timer or StageTimer()
         with timer.stage("resample"):
             v = resampled.astype(self.xp.float32, copy=False)
@@ -158,8 +153,10 @@ class MemberPredictor:
         with timer.stage("stitch"):
             if self.geometry.grid is None:
                 per_tta = self._stitch_aligned(vol, transforms, pad_value, timer)
-            else:
-                per_tta = [self._stitch_grid(vol, t, pad_value, timer) for t in transforms]
+            else:  # the 2d channel stack does not depend on the transform: built once
+                base = vol[None] if (m.kind == "3d" or m.slices is not None) else slice_stack(vol, m.channels,
+                                                                                             xp=self.xp)
+                per_tta = [self._stitch_grid(base, t, pad_value, timer) for t in transforms]
             if m.tta_merge == "separate":
                 heats = {name: self._after_stitch(h) for name, h in zip(m.input_names, per_tta)}
             else:
@@ -325,10 +322,10 @@ class MemberPredictor:
             out.append(heat)
         return out
 
-    def _stitch_grid(self, vol, t: tta_mod.Transform, pad_value: float, timer: StageTimer):
-        """The recipe's grid (:func:`inference.sliding_grid.sliding_window_grid`) for one transform."""
+    def _stitch_grid(self, base, t: tta_mod.Transform, pad_value: float, timer: StageTimer):
+        """The recipe's grid (:func:`inference.sliding_grid.sliding_window_grid`) for one transform of ``base``
+        (C, Z, Y, X)."""
         xp, m, g = self.xp, self.member, self.geometry
-        base = vol[None] if (m.kind == "3d" or m.slices is not None) else slice_stack(vol, m.channels, xp=xp)
         volume_scope = m.tta_scope == "volume" and not t.is_identity
         perm3 = self._perm3(t) if volume_scope else (0, 1, 2)
         view = tta_mod.apply(base, t) if volume_scope else base

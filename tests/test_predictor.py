@@ -71,7 +71,7 @@ def test_tta_average_equals_single_for_symmetric_model():
     vol = np.random.default_rng(0).integers(0, 255, (40, 50, 60), dtype=np.uint8)
     one = MemberPredictor(member("3d", ("zyx",)), pool3, 16.0)
     many = MemberPredictor(member("3d", ("zyx", "zyx_x", "xzy_zy")), pool3, 16.0)
-    prep = one.normalize(one.resample(vol, 16.0))
+    prep = one.prepare(one.resample(vol, 16.0))
     # equal up to float32 summation order (values ~128)
     np.testing.assert_allclose(one.heatmap(prep), many.heatmap(prep), rtol=1e-5, atol=0)
 
