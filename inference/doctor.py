@@ -195,12 +195,16 @@ def check_members(manifest_path: Path, cuda: gpus.CudaStatus, trt: TensorRTRepor
             if not cuda.gpus:
                 out.append(MemberCheck(m.name, model.name, False, "a TensorRT engine needs a GPU"))
                 continue
-            reasons = []
+            reasons, by_cc = [], {}  # one check (and one read of the engine) per compute capability
             for g in cuda.gpus:
-                try:
-                    check_sidecar(model, trt_version=trt.version, compute_capability=g.compute_capability)
-                except EngineError as exc:
-                    reasons.append(f"GPU {g.index}: {exc}")
+                if g.compute_capability not in by_cc:
+                    try:
+                        check_sidecar(model, trt_version=trt.version, compute_capability=g.compute_capability)
+                        by_cc[g.compute_capability] = None
+                    except EngineError as exc:
+                        by_cc[g.compute_capability] = str(exc)
+                if by_cc[g.compute_capability]:
+                    reasons.append(f"GPU {g.index}: {by_cc[g.compute_capability]}")
             out.append(MemberCheck(m.name, model.name, not reasons,
                                    "; ".join(reasons) or f"engine fits this TensorRT {trt.version} and GPU(s)"))
         elif ort_provider == "tensorrt" and cache_dir is not None and cuda.gpus:
@@ -230,7 +234,7 @@ def collect(manifest: Path | None = None, ort_provider: str = "cuda", cache_dir:
     return report
 
 
-_ORT_GPU = "pip uninstall -y onnxruntime && pip install 'onnxruntime-gpu>=1.20,<1.27' (CUDA 12)"
+_ORT_GPU = f"pip uninstall -y onnxruntime && pip install {prov._ORT_GPU_PIN} (CUDA 12)"
 
 
 def verdict(report: Report, device: str, ort_provider: str = "cuda") -> tuple[str, str] | None:

@@ -121,7 +121,7 @@ class Loaded:
     intensity: str | None = None  # how a volume that is not 8-bit was mapped to 0..255 (None: it was not)
 
     def volume_for(self, p: MemberPredictor):
-        return self.resampled[self.keys.get(p.member.name, p.resample_key)]
+        return self.resampled[self.keys[p.member.name]]
 
 
 @dataclass(frozen=True)

@@ -136,3 +136,20 @@ def test_no_onnxruntime_fails_both_devices():
     assert why.startswith("onnxruntime is not installed") and "motorfinder[cpu]" in fix
     why, fix = doctor.verdict(report, "cuda")
     assert why.startswith("onnxruntime is not installed") and "onnxruntime-gpu>=1.20,<1.27" in fix
+
+
+def test_engines_are_checked_once_per_compute_capability_and_reported_per_gpu(tmp_path, monkeypatch):
+    ort = FakeOrt(tmp_path, active=["requested"], provider_libs=("onnxruntime_providers_cuda",),
+                  available=("CUDAExecutionProvider", "CPUExecutionProvider"))
+    three = FakeCupy(gpus=[("Tesla T4", 16 * GiB, (7, 5)), ("Tesla T4", 16 * GiB, (7, 5)),
+                           ("NVIDIA H100", 80 * GiB, (9, 0))])
+    imp = importer({"onnxruntime": ort, "cupy": three, "tensorrt": types.SimpleNamespace(__version__="10.16.1.11")})
+    checked = []
+    from inference.engines import tensorrt as trt_engine
+    real = trt_engine.check_sidecar
+    monkeypatch.setattr(trt_engine, "check_sidecar",
+                        lambda *a, **k: checked.append(k["compute_capability"]) or real(*a, **k))
+    (member,) = doctor.collect(manifest_with_engine(tmp_path, "9.0"), import_module=imp).members
+    assert checked == ["7.5", "9.0"]  # two T4s, one check
+    assert not member.ok and member.detail.count("built for compute capability 9.0") == 2
+    assert member.detail.startswith("GPU 0: ") and "; GPU 1: " in member.detail and "GPU 2" not in member.detail

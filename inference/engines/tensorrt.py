@@ -17,7 +17,6 @@ serialises all GPU work).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from inference.engines import cuda_stream
 from inference.engines.base import Engine, EngineOptions
 from inference.errors import EngineError
+from inference.file_hash import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ def check_sidecar(engine_path: Path, *, trt_version: str, compute_capability: st
         reasons.append(f"built for compute capability {data.get('compute_capability')} "
                        f"({data.get('gpu_name')}), this GPU is {compute_capability}")
     if verify_sha and data.get("engine_sha256"):
-        h = hashlib.sha256(engine_path.read_bytes()).hexdigest()
-        if h != data["engine_sha256"]:
+        if sha256_file(engine_path) != data["engine_sha256"]:
             reasons.append("the engine file does not match its sidecar's sha256")
     if reasons:
         raise EngineError(f"{engine_path}: {'; '.join(reasons)}. Fix: {fix}")
