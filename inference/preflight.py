@@ -96,7 +96,8 @@ def check_inputs(sources: list[Path], manifest, table: dict[str, float] | None, 
             shape, header, itemsize = readers.peek_volume(source)
         except (InputError, OSError, ValueError):
             continue  # the read reports it, and that tomogram alone fails
-        spacing, how = readers.resolve_spacing(tomo_id, table=table, header_spacing=header, default=default)
+        spacing, how = readers.resolve_spacing(tomo_id, table=table, header_spacing=header, default=default,
+                                               log=False)
         need = estimate_bytes(shape, spacing, itemsize, manifest, on_gpu)
         if need > memory:
             raise InputError(source, f"at {spacing:.4g} Å (from the {'spacing CSV' if how == 'csv' else how}) its "

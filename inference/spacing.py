@@ -117,17 +117,21 @@ def resolve_spacing(
     table: dict[str, float] | None,
     header_spacing: float | None,
     default: float = DEFAULT_SPACING_A,
+    log: bool = True,
 ) -> tuple[float, str]:
     """Voxel spacing (Å) of a tomogram and where it came from: "csv", "header" or "default".
 
-    The first that applies wins: the spacing CSV, the MRC header, ``default`` (13.1 Å).
+    The first that applies wins: the spacing CSV, the MRC header, ``default`` (13.1 Å). ``log=False``: a CSV
+    that disagrees with the header is a debug line, not a warning (a check before the run, which reads the
+    tomogram later and warns then).
     """
     check_spacing(default, "default voxel spacing", fix="pass a spacing in Å such as 13.1")
     if table is not None and tomo_id in table:
         spacing, source = table[tomo_id], "csv"
         if header_spacing is not None and not math.isclose(spacing, header_spacing, rel_tol=0.01):
-            logger.warning("%s: spacing CSV says %.4g Å but the MRC header says %.4g Å; using the CSV",
-                           tomo_id, spacing, header_spacing)
+            logger.log(logging.WARNING if log else logging.DEBUG,
+                       "%s: spacing CSV says %.4g Å but the MRC header says %.4g Å; using the CSV",
+                       tomo_id, spacing, header_spacing)
     elif header_spacing is not None and spacing_problem(header_spacing) is None:
         spacing, source = float(header_spacing), "header"
     else:

@@ -809,6 +809,15 @@ def test_a_header_spacing_outside_1_to_100_is_ignored_with_a_warning(models, tmp
     assert res.results["tomo_h"].spacing_source == "default" and res.results["tomo_h"].spacing == 13.1
 
 
+def test_a_spacing_csv_that_disagrees_with_the_header_is_one_warning_per_tomogram(models, tmp_path, caplog):
+    (tmp_path / "in").mkdir()
+    write_mrc(tmp_path / "in" / "tomo_h.mrc", volume(), voxel=10.0)
+    (tmp_path / "spacing.csv").write_text("tomo_id,voxel_spacing\ntomo_h,16.0\n")
+    res = run_predict(cfg(models, tmp_path / "in", tmp_path / "sub.csv", spacing_csv=tmp_path / "spacing.csv"))
+    (msg,) = lines(caplog, logging.WARNING, "tomo_h: spacing CSV says 16 Å but the MRC header says 10 Å")
+    assert res.results["tomo_h"].spacing_source == "csv" and res.results["tomo_h"].spacing == 16.0
+
+
 def test_a_resample_that_cannot_fit_in_memory_is_an_error_before_any_work(models, tmp_path, monkeypatch):
     tomograms(tmp_path / "in", 2)
     monkeypatch.setattr(preflight, "machine_memory", lambda: 2**20)  # 1 MiB
