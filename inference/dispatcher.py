@@ -60,7 +60,8 @@ def run_workers(run, planner, worker_entry=None, on_workers: Callable[[int], Non
         wid = next_wid[0]
         next_wid[0] += 1
         pin = gpus.pin_value(device_id) if device == "cuda" and device_id is not None else None
-        spec = WorkerSpec(wid=wid, device=device, device_id=device_id, threads=threads, log_level=level, pin=pin)
+        spec = WorkerSpec(wid=wid, device=device, device_id=device_id, threads=threads, log_level=level, pin=pin,
+                          spacing_table=run.spacing_table)
         mine, theirs = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=target, args=(spec, cfg, theirs), name=f"motorfinder-worker{wid}", daemon=True)
         proc.start()

@@ -64,7 +64,7 @@ def finest_target(manifest: Manifest) -> float:
     return min([manifest.target_spacing] + [m.slice_spacing for m in manifest.members if m.slice_spacing])
 
 
-def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path | None = None,
+def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_table: dict[str, float] | None = None,
                  default_spacing: float | None = None, decoder: str = "auto", read_threads: int | None = None,
                  engine_factory: Callable | None = None, zarr_level: int | str = 0) -> Context:
     factory = engine_factory or (lambda member: load_engine(member.model, member_engine_options(engine, member)))
@@ -74,9 +74,8 @@ def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_csv: Path
         predictor = MemberPredictor(m, factory(m), manifest.target_spacing, xp=xp)
         check_engine(m, predictor.engine, input_hint(m).sample, xp=xp)
         predictors.append(predictor)
-    table = readers.load_spacing_table(spacing_csv) if spacing_csv else None
     default = default_spacing if default_spacing is not None else manifest.default_spacing
-    return Context(manifest=manifest, predictors=predictors, spacing_table=table, default_spacing=default,
+    return Context(manifest=manifest, predictors=predictors, spacing_table=spacing_table, default_spacing=default,
                    decoder=decoder, read_threads=read_threads, zarr_level=zarr_level)
 
 

@@ -126,11 +126,11 @@ class TomogramActor:
             return {"fatal": f"model file(s) not found on node {node}: {', '.join(missing)} (every node needs the "
                              "manifest's model files at the same paths)"}
         try:
-            self.ctx = make_context(s.manifest, engine=engine, spacing_csv=None, default_spacing=s.default_spacing,
-                                    decoder=s.decoder, read_threads=s.read_threads, zarr_level=s.zarr_level)
+            self.ctx = make_context(s.manifest, engine=engine, spacing_table=self.table,
+                                    default_spacing=s.default_spacing, decoder=s.decoder, read_threads=s.read_threads,
+                                    zarr_level=s.zarr_level)
         except Exception as exc:  # nothing can run here: say why instead of dying silently
             return {"fatal": f"{type(exc).__name__}: {exc}"}
-        self.ctx.spacing_table = self.table
         self.handoff = self.ctx.handoff()  # on a GPU: reads ahead on their own stream, handed over by an event
         return {"pid": os.getpid(), "node": node}
 
@@ -208,13 +208,12 @@ def run_ray(run, planner, on_workers: Callable[[int], None] | None = None, actor
 
 class _Dispatcher:
     def __init__(self, ray, run, planner, on_workers, hook):
-        from inference import readers
         from inference.progress import progress_bar
 
         self.ray, self.run, self.planner, self.on_workers, self.hook = ray, run, planner, on_workers, hook
         cfg = run.cfg
-        self.table = readers.load_spacing_table(cfg.spacing_csv) if cfg.spacing_csv else None
-        self.settings = replace(cfg, spacing_csv=None)
+        self.table = run.spacing_table
+        self.settings = cfg
         self.remote = ray.remote(max_restarts=0)(TomogramActor)
         self.token = uuid.uuid4().hex[:8]
         self.specs = actor_specs(ray, cfg)

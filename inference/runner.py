@@ -120,7 +120,7 @@ class Run:
         check_spacing(default, "--default-spacing" if cfg.default_spacing is not None else "default_spacing",
                       None if cfg.default_spacing is not None else cfg.manifest.path,
                       fix="give the voxel spacing in Å, e.g. 13.1")
-        table = readers.load_spacing_table(cfg.spacing_csv) if cfg.spacing_csv else None
+        table = self.spacing_table = readers.load_spacing_table(cfg.spacing_csv) if cfg.spacing_csv else None
         preflight.check_output(cfg.output, found.sources, cfg.manifest,
                                [p for p in (cfg.spacing_csv, cfg.sample_submission) if p is not None])
         preflight.check_inputs(found.sources, cfg.manifest, table, default,
@@ -281,7 +281,7 @@ def _set_workers(guard):
 
 def _run_in_process(run: Run, engine_factory, planner) -> None:
     cfg = run.cfg
-    ctx = make_context(cfg.manifest, engine=cfg.engine, spacing_csv=cfg.spacing_csv,
+    ctx = make_context(cfg.manifest, engine=cfg.engine, spacing_table=run.spacing_table,
                        default_spacing=cfg.default_spacing, decoder=cfg.decoder, read_threads=cfg.read_threads,
                        engine_factory=engine_factory, zarr_level=cfg.zarr_level)
     pending = run.pending

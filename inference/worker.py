@@ -54,6 +54,7 @@ class WorkerSpec:
     threads: int | None    # ONNX Runtime intra-op threads on CPU
     log_level: int = logging.INFO
     pin: str | None = None  # this worker's CUDA_VISIBLE_DEVICES (the dispatcher's mask entry for the GPU)
+    spacing_table: dict[str, float] | None = None  # the run's spacing CSV, parsed once by the dispatcher's run
 
 
 def worker_main(spec: WorkerSpec, settings, conn) -> None:
@@ -89,7 +90,7 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
     # the pinned GPU is device 0 inside this process
     engine = replace(settings.engine, device=spec.device, device_id=0, threads=spec.threads or settings.engine.threads)
     try:
-        ctx = make_context(settings.manifest, engine=engine, spacing_csv=settings.spacing_csv,
+        ctx = make_context(settings.manifest, engine=engine, spacing_table=spec.spacing_table,
                            default_spacing=settings.default_spacing, decoder=settings.decoder,
                            read_threads=settings.read_threads, zarr_level=settings.zarr_level)
     except Exception as exc:  # nothing can run here: tell the dispatcher instead of dying silently
