@@ -152,9 +152,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 class ResultStore:
     """The work folder of one run: checked (not another tool's folder), locked, cleaned on ``restart``.
 
-    ``key`` is the options key (:func:`inference.workdir.options_key`); :attr:`previous_key` the one
-    the folder's last run recorded (None: a new folder). Call :meth:`close` at the end (it releases
-    the lock; the kernel does it when the process dies).
+    ``key`` is the options key (:func:`inference.workdir.options_key`). Call :meth:`close` at the end (it
+    releases the lock; the kernel does it when the process dies).
     """
 
     def __init__(self, work_dir: str | Path, key: str, *, restart: bool = False):
@@ -166,11 +165,9 @@ class ResultStore:
         workdir.check_folder(self.dir, restart)
         self.lock = workdir.RunLock(self.dir)
         try:
-            record = None if restart else workdir.read_record(self.dir)
             if restart:
                 removed = workdir.clean(self.dir)
                 logger.info("--restart: removed %d file(s) a run wrote in %s", removed, self.dir)
-            self.previous_key = record["key"] if record else None
             try:
                 (self.dir / workdir.TOMOGRAMS).mkdir(parents=True, exist_ok=True)
             except OSError as exc:

@@ -83,8 +83,10 @@ def read_listing(path: Path, tomo_id_of) -> list[Path | str]:
         raise InputError(path, "listing names no tomogram sources", fix)
     missing = [str(s) for s in sources if not is_url(s) and not s.exists()]
     if missing:
-        shown = ", ".join(missing[:3]) + (f", ... ({len(missing)} in all)" if len(missing) > 3 else "")
-        logger.warning("%s: %d listed source(s) do not exist and will be written as -1: %s", path, len(missing), shown)
+        from inference.sources import listing  # (sources imports this module)
+
+        logger.warning("%s: %d listed source(s) do not exist and will be written as -1: %s", path, len(missing),
+                       listing(missing, 3))
     sources.sort(key=lambda s: (tomo_id_of(s), str(s)))
     logger.info("listing %s: %d tomogram sources", path, len(sources))
     return sources
