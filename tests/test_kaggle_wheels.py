@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from export.kaggle.image import KaggleImage, ImagePackage, canonical, load_image
+from export.kaggle.image import KaggleImage, ImagePackage, canonical, load_image, requirement_name
 from export.kaggle.wheels import (
     ONNXRUNTIME_GPU, Resolved, Wheelhouse, bundle_wheels, default_cache_dir, package_requirements, wheel_groups,
 )
@@ -217,3 +217,12 @@ def test_with_tensorrt_uses_nvidias_index_unless_told_otherwise(tmp_path):
     assert BuildConfig(manifest=base.manifest, out=base.out, tensorrt_wheels=True).index_urls == (NVIDIA_INDEX,)
     mine = BuildConfig(manifest=base.manifest, out=base.out, tensorrt_wheels=True, extra_index_urls=("https://x",))
     assert mine.index_urls == ("https://x",)
+
+
+@pytest.mark.parametrize("requirement,name", [
+    ("numpy (>=1.0)", "numpy"), ("numpy(>=1.0)", "numpy"), ("PyYAML>=6; python_version<'4'", "pyyaml"),
+    ("tensorrt-cu12>=10,<11", "tensorrt-cu12"), ("ensemble_boxes", "ensemble-boxes"),
+    ("opencv-python-headless[extra]", "opencv-python-headless"), ("mrcfile~=1.4", "mrcfile"), ("a!=2", "a"),
+])
+def test_requirement_name(requirement, name):
+    assert requirement_name(requirement) == name

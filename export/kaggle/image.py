@@ -29,6 +29,11 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def requirement_name(requirement: str) -> str:
+    """The canonical package name of a requirement (``numpy (>=1.0)``, ``PyYAML>=6; python_version<'4'``)."""
+    return canonical(re.split(r"[<>=!~;\[ (]", requirement, maxsplit=1)[0])
+
+
 @dataclass(frozen=True)
 class ImagePackage:
     name: str

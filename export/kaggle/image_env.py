@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from export.kaggle.image import KaggleImage, canonical
+from export.kaggle.image import KaggleImage, canonical, requirement_name
 from export.kaggle.runtime import pip_problem
 from export.kaggle.wheels import Wheelhouse, default_cache_dir, isolated_pip_env
 from inference.errors import InputError
@@ -96,9 +96,7 @@ def seed_from_image(image: KaggleImage, house: Wheelhouse, python: Path, cache_d
 
 
 def _requires(dist) -> list[str]:
-    import re
-
-    return [re.split(r"[<>=!~;\[ (]", r, maxsplit=1)[0] for r in (dist.requires or []) if "extra ==" not in r]
+    return [requirement_name(r) for r in (dist.requires or []) if "extra ==" not in r]
 
 
 def seed_from_environment(names: Sequence[str], dest: Path) -> Path:

@@ -28,9 +28,6 @@ from pathlib import Path
 
 from export.kaggle.target import MANIFEST_NAME, RECORD_NAME, STATUS_NAME, WHEELS_DIR
 
-COORDS = ("Motor axis 0", "Motor axis 1", "Motor axis 2")
-
-
 def pip_problem(output: str) -> str:
     """The reason in pip's output, e.g. ``no wheel of mrcfile>=1.4 (needed by motorfinder)``."""
     lines = re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines()  # pip colours its errors on some terminals

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import unquote, urlparse
 
-from export.kaggle.image import KaggleImage, canonical
+from export.kaggle.image import KaggleImage, canonical, requirement_name
 from export.kaggle.runtime import pip_problem
 from inference.errors import InputError
 
@@ -155,7 +154,7 @@ class Wheelhouse:
         """Wheels of the ``SDIST_ONLY`` requirements, built into the wheelhouse with ``pip wheel --no-deps``
         (pure Python: the same wheel serves every Python and platform); the ones already there are kept."""
         for req in requirements:
-            name = canonical(re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0])
+            name = requirement_name(req)
             if name not in SDIST_ONLY or any(self.root.glob(f"{name.replace('-', '_')}-*.whl")):
                 continue
             logger.info("building the wheel of %s from its sdist (pip wheel --no-deps)", req)
@@ -249,5 +248,5 @@ def lacking_without_wheels(package_wheel: Path, image: KaggleImage, groups: Sequ
     """What a --no-wheels bundle leaves the notebook without (by name against the image's list)."""
     names = image.names()
     missing = [r for r in package_requirements(package_wheel)
-               if canonical(re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]) not in names]
+               if requirement_name(r) not in names]
     return missing + [r for g in groups for r in g.requirements]
