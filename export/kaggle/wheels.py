@@ -220,7 +220,7 @@ def bundle_wheels(house: Wheelhouse, package_wheel: Path, groups: Sequence[Wheel
     on_image = {r.name for r in house.resolve(seed)}
     first_group: dict[str, str] = {}
     wanted = list(seed)
-    for g in groups:
+    for g in groups[:-1]:  # what no earlier group brings in is the last group's (the default below)
         wanted += [str(package_wheel)] if g.name == PACKAGE else list(g.requirements)
         for r in house.resolve(wanted):
             first_group.setdefault(r.name, g.name)
