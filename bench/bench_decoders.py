@@ -61,8 +61,8 @@ def version_of(decoder: str) -> str:
 def run(args: argparse.Namespace, argv) -> Report:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from inference.decoders import available_decoders
-    from inference.readers import read_slices
+    from inference.io.image_decoders import available_decoders
+    from inference.io.readers import read_slices
 
     decoders = available_decoders()
     configs = {f"{d}, {t} thread{'s' * (t > 1)}": (d, t) for d in decoders for t in (1, 2)}

@@ -53,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "run_checks.md")
     args = parser.parse_args(argv)
 
-    from inference import preflight, readers, workdir
-    from inference.demo_models import write_demo_models
-    from inference.manifest import load_manifest
+    from inference.io import readers
+    from inference.manifest.parse import load_manifest
+    from inference.run import preflight, workdir
+    from inference.synth.demo_models import write_demo_models
 
     with tempfile.TemporaryDirectory(prefix="bench-checks-") as tmp:
         root = Path(tmp)

@@ -37,9 +37,9 @@ def main(argv=None) -> int:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from inference.demo_models import detector_model
-    from inference.engines import load_engine
-    from inference.windows import count_windows, sliding_window
+    from inference.engines.registry import load_engine
+    from inference.predict.windows import count_windows, sliding_window
+    from inference.synth.demo_models import detector_model
 
     torch.set_num_threads(1)  # ORT does the compute; torch only glues
     tmp = Path(tempfile.mkdtemp())

@@ -41,8 +41,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from inference.errors import InputError
-from inference.file_hash import sha256_file
+from inference.common.errors import InputError
+from inference.common.file_hash import sha256_file
 
 logger = logging.getLogger(__name__)
 

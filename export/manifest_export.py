@@ -25,10 +25,11 @@ from pathlib import Path
 import yaml
 
 from export.checkpoints import find_checkpoint
+from export.models.registry import REGISTRY, arch_for_member
 from export.onnx_export import DEFAULT_OPSET, DEFAULT_TOL, ExportReport, export_onnx
-from export.registry import REGISTRY, arch_for_member
-from inference.errors import InputError
-from inference.manifest import Manifest, load_manifest, parse_manifest, read_manifest_yaml
+from inference.common.errors import InputError
+from inference.manifest.parse import load_manifest, parse_manifest, read_manifest_yaml
+from inference.manifest.types import Manifest
 
 logger = logging.getLogger(__name__)
 

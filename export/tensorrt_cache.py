@@ -1,6 +1,6 @@
 """Which TensorRT engine to load: reuse the given one, reuse a cached one, or build one (:func:`ensure_engine`).
 
-An engine is usable when its sidecar (:mod:`export.tensorrt_sidecar`) matches the running TensorRT,
+An engine is usable when its sidecar (:mod:`inference.engines.tensorrt_sidecar`) matches the running TensorRT,
 GPU, ONNX file (sha256), precision and batch profile (:func:`mismatch_reasons`, [] = usable); a
 cache folder holds engines named by :func:`cache_key`. Only a build needs TensorRT and a GPU
 (:mod:`export.tensorrt`); the decision itself is pure Python.
@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from export.tensorrt_sidecar import (
+from inference.common.errors import InputError
+from inference.common.file_hash import sha256_file
+from inference.engines.tensorrt_sidecar import (
     DEFAULT_WORKSPACE_GB,
     BatchProfile,
     EngineSidecar,
     RuntimeEnv,
     read_sidecar,
 )
-from inference.errors import InputError
-from inference.file_hash import sha256_file
 
-logger = logging.getLogger("export.tensorrt")  # the engine's one log name, as before the modules were split
+logger = logging.getLogger(__name__)
 
 TIMING_CACHE_NAME = "tensorrt.timing-cache"  # ensure_engine's default timing cache, in the cache dir
 

@@ -8,10 +8,6 @@ the reference of its parity test; CuPy is imported only where a kernel runs.
 * :mod:`kernels.nms`: ``local_max_mask`` (3D max-pool NMS mask).
 
 Each public function dispatches on its input's array module (NumPy -> ``*_ref``, CuPy -> CUDA).
-The submodules are the API (``from kernels.accumulate import accumulate``); the package only
-re-exports the CuPy helpers, so no function name shadows its module.
+The submodules are the API (``from kernels.accumulate import accumulate``); :mod:`kernels.array_module`
+says whether CuPy can run here.
 """
-
-from kernels._cupy import cupy_available, get_array_module
-
-__all__ = ["cupy_available", "get_array_module"]

@@ -31,7 +31,7 @@ import functools
 
 import numpy as np
 
-from kernels._cupy import CTYPES, NVRTC_OPTIONS, get_array_module, grid_1d, import_cupy, to_numpy
+from kernels.array_module import CTYPES, NVRTC_OPTIONS, get_array_module, grid_1d, import_cupy, to_numpy
 
 MODES = ("mean", "max")
 METHODS = ("gather", "atomic")

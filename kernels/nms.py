@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from kernels._cupy import NVRTC_OPTIONS, get_array_module, grid_1d, import_cupy
+from kernels.array_module import NVRTC_OPTIONS, get_array_module, grid_1d, import_cupy
 
 
 def kernel_widths(kernel, ndim: int = 3) -> tuple[int, ...]:

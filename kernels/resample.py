@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kernels._cupy import CTYPES, NVRTC_OPTIONS, get_array_module, import_cupy
+from kernels.array_module import CTYPES, NVRTC_OPTIONS, get_array_module, import_cupy
 
 Spacing = float | Sequence[float]
 

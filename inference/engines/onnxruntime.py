@@ -15,11 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from inference import gpus
-from inference.engines import cuda_stream
+from inference.common.errors import EngineError
+from inference.engines import cuda_stream, gpus
 from inference.engines import ort_providers as prov
 from inference.engines.base import Engine, EngineOptions
-from inference.errors import EngineError
 
 logger = logging.getLogger(__name__)
 

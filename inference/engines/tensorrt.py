@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.common.errors import EngineError
+from inference.common.file_hash import sha256_file
 from inference.engines import cuda_stream
 from inference.engines.base import Engine, EngineOptions
-from inference.errors import EngineError
-from inference.file_hash import sha256_file
 
 logger = logging.getLogger(__name__)
 
