@@ -134,7 +134,7 @@ def run(args) -> None:
     from kaggle_builder.config import BuildConfig
     from kaggle_builder.demo import run_demo
     from kaggle_builder.dry_run import dry_run
-    from kaggle_builder.profile import run_profile
+    from kaggle_builder.profile_run import run_profile
 
     progress = not args.no_progress
     if args.demo:

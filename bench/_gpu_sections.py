@@ -46,7 +46,7 @@ class Capabilities:
 
 
 def capabilities(report, torch_problem: str | None) -> Capabilities:
-    """From a doctor report (:func:`inference.doctor.collect`) and the torch probe."""
+    """From a doctor report (:func:`inference.run.doctor.collect`) and the torch probe."""
     ort = report.onnxruntime
 
     def provider(name):

@@ -2,7 +2,7 @@
 
 Writes N 8-bit grayscale JPEG slices (smooth low-frequency structure plus spatially correlated
 noise, like a binned cryo-ET slice; quality 90) to a temporary folder, then reads the folder
-with ``inference.readers.read_slices`` for each available decoder at 1 and 2 threads: every
+with ``inference.io.readers.read_slices`` for each available decoder at 1 and 2 threads: every
 configuration once per round (interleaved, rotated), ``--repeats`` rounds after a warm-up round.
 Reports MB/s of decoded voxels (1 byte each), median (min-max), each configuration against the
 fastest one and 2 threads against 1, both as medians of per-round ratios.

@@ -28,10 +28,10 @@ def score_set(root: Path, seed: int, n: int) -> tuple[dict, dict]:
     from inference.manifest.parse import load_manifest
     from inference.manifest.types import Threshold
     from inference.run.runner import PredictConfig, run_predict
-    from inference.synth import generate as synth
     from inference.synth.demo_models import demo_manifest_dict, write_demo_models
+    from inference.synth.generate import generate
 
-    synth.generate(root / "data", n, seed, split="test", progress=False)
+    generate(root / "data", n, seed, split="test", progress=False)
     manifest = load_manifest(write_demo_models(root / "models", with_2d=True))
     res = run_predict(PredictConfig(manifest=manifest, input_dir=root / "data" / "test", output=root / "sub.csv",
                                     spacing_csv=root / "data" / "test_labels.csv", progress=False))

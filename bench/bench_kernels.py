@@ -222,7 +222,7 @@ def bench_nms(t: Table, cp, args):
 
     def inference_mask():
         return (dheat == max_filter(dheat, k, xp=cp)) & (dheat >= np.float32(min_conf))
-    t.add("nms", size, "CuPy `inference.peaks.max_filter` (xp=cupy) + mask",
+    t.add("nms", size, "CuPy `inference.predict.peaks.max_filter` (xp=cupy) + mask",
           time_gpu(cp, inference_mask, args.repeats, 50), parity(inference_mask(), ref))
 
     def cupyx_mask():

@@ -70,11 +70,11 @@ def main(argv=None) -> int:
     from inference.manifest.parse import load_manifest
     from inference.manifest.types import Threshold
     from inference.run.runner import PredictConfig, run_predict
-    from inference.synth import generate as synth
     from inference.synth.demo_models import demo_manifest_dict, write_demo_models
+    from inference.synth.generate import generate
 
     root = Path(tempfile.mkdtemp())
-    synth.generate(root / "data", args.n, args.seed, split="test", progress=False)
+    generate(root / "data", args.n, args.seed, split="test", progress=False)
     write_demo_models(root / "models", with_2d=True)
     base = demo_manifest_dict(with_2d=True)
     separate = copy.deepcopy(base)

@@ -11,7 +11,7 @@
   their engines, not starting the cluster, which is timed on its own (``ray.init`` to ready, 3 times).
 * Every run's submission must be byte-identical to the first one's (checked).
 * Also: reading the median portal tomogram (256 x 646 x 650 float32, 3 levels, 128^3 chunks) from a
-  local OME-Zarr store, level 0, with ``inference.omezarr.read_omezarr``.
+  local OME-Zarr store, level 0, with ``inference.io.omezarr.read_omezarr``.
 """
 
 from __future__ import annotations

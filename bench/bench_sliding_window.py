@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             f"- measure: {args.repeats} interleaved rounds after a warm-up round; median (min-max); ratios: medians "
             "(min-max) of per-round ratios", "")
     rows = []
-    for name, label in (("ours", "ours (`inference.windows.sliding_window`)"),
+    for name, label in (("ours", "ours (`inference.predict.windows.sliding_window`)"),
                         ("MONAI", "MONAI `sliding_window_inference`")):
         wall, cpu = rep.metric(f"{name} wall s", runs.wall(name)), rep.metric(f"{name} CPU s", runs.cpu(name))
         vs_wall = rep.metric(f"{name} vs MONAI (wall)", runs.speedup("MONAI", name))

@@ -133,7 +133,7 @@ def _add_tensorrt(sub) -> None:
         description="Parse the ONNX with TensorRT's parser, add one optimization profile for the dynamic batch "
                     "(spatial axes fixed to the ONNX patch), build (fp32 or --fp16) with a timing cache, write the "
                     "engine and its JSON sidecar (TensorRT version, GPU, compute capability, ONNX sha256, fp16, "
-                    "batch profile, input/output shapes; format in export/tensorrt.py).",
+                    "batch profile, input/output shapes; format in inference/engines/tensorrt_sidecar.py).",
     )
     p.add_argument("--onnx", required=True, type=Path, help="ONNX file written by `python -m export onnx`")
     p.add_argument("--out", required=True, type=Path, help="engine file to write (M.engine; sidecar M.engine.json)")

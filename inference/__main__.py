@@ -1,4 +1,4 @@
-"""``python -m inference``: see :mod:`inference.cli`."""
+"""``python -m inference``: see :mod:`inference.cli.main`."""
 
 from inference.cli.main import main
 

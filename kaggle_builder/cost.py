@@ -20,7 +20,7 @@ def reference_windows(member, target_spacing: float, shape: Sequence[int] = MEDI
                       spacing: float = MEDIAN_SPACING_A) -> int:
     """Windows (summed over the member's TTA transforms) on a tomogram of ``shape`` at ``spacing`` Å.
 
-    The member's own resample grid and window rule (:func:`inference.geometry.count_member_windows`); a
+    The member's own resample grid and window rule (:func:`inference.predict.geometry.count_member_windows`); a
     volume-scope transposition counts the windows of the transposed volume.
     """
     from inference.predict.geometry import count_member_windows, member_geometry

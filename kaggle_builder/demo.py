@@ -14,7 +14,7 @@ from kaggle_builder.build import BuildResult, build
 from kaggle_builder.config import BuildConfig
 from kaggle_builder.dry_run import DryRunResult, dry_run
 from kaggle_builder.ownership import owned_dir
-from kaggle_builder.profile import ProfileResult, run_profile
+from kaggle_builder.profile_run import ProfileResult, run_profile
 from kaggle_builder.target import KAGGLE_LIMIT_H, MEDIAN_SPACING_A
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,9 @@ def run_demo(out: Path, *, n: int = 24, seed: int = 2025, scale: float | None = 
     from inference.evaluate import scoring
     from inference.manifest.parse import load_manifest
     from inference.run.runner import PredictConfig, run_predict
-    from inference.synth import generate as synth
     from inference.synth.demo_models import write_demo_models
+    from inference.synth.generate import generate
+    from inference.synth.reference import DEFAULT_SCALE
 
     seconds = {}
     with owned_dir(Path(out) / "demo", clear=False) as root:
@@ -91,7 +92,7 @@ def run_demo(out: Path, *, n: int = 24, seed: int = 2025, scale: float | None = 
         if (data / "test").exists():
             logger.info("reusing synthetic data in %s", data)
         else:
-            synth.generate(data, n, seed, split="test", progress=progress, **kw)
+            generate(data, n, seed, split="test", progress=progress, **kw)
         seconds["synth"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -116,12 +117,12 @@ def run_demo(out: Path, *, n: int = 24, seed: int = 2025, scale: float | None = 
             seconds["build"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             dried = dry_run(built, root / "dryrun", n=dry_run_n, seed=seed + 1,
-                            scale=scale if scale is not None else synth.DEFAULT_SCALE, progress=progress,
+                            scale=scale if scale is not None else DEFAULT_SCALE, progress=progress,
                             env_seed=env_seed, cache_dir=cache_dir)
             seconds["dry run"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             pscale = profile_scale if profile_scale is not None else (scale if scale is not None
-                                                                      else synth.DEFAULT_SCALE)
+                                                                      else DEFAULT_SCALE)
             profiled = run_profile(manifest_path, root / "profile", profile_tomograms=2, scale=pscale,
                                    seed=seed + 2, flops_md=flops_md, progress=False)
             seconds["profile"] = time.perf_counter() - t0

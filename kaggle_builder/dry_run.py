@@ -97,7 +97,7 @@ def dry_run(result: BuildResult, root: Path, *, n: int = 3, seed: int = 7, scale
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     from inference.evaluate import scoring
-    from inference.synth import generate as synth
+    from inference.synth.generate import generate
 
     t0 = time.perf_counter()
     image = image or load_image()
@@ -108,7 +108,7 @@ def dry_run(result: BuildResult, root: Path, *, n: int = 3, seed: int = 7, scale
         env_python = fresh_env(root / "env", site, py)
         kaggle = root / "kaggle"
         comp = kaggle / "input" / COMPETITION
-        synth.generate(comp, n, seed, split="test", scale=scale, progress=progress)
+        generate(comp, n, seed, split="test", scale=scale, progress=progress)
         labels = root / "test_labels.csv"        # the hidden truth: not in the notebook's input
         shutil.move(str(comp / "test_labels.csv"), labels)
         (kaggle / "input" / slug).symlink_to(result.dataset_dir.resolve(), target_is_directory=True)

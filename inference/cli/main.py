@@ -5,10 +5,10 @@ never a traceback from inside a library; a file that cannot be written (read-onl
 disk) too. Anything unexpected ends with one ``error:`` line and exit code 1; ``-v`` adds the
 traceback.
 
-The subcommands' options live with their runners: ``predict`` in :mod:`inference.cli.predict` (and
-:mod:`inference.cli.predict_scale`), ``fuse``/``submit``/``show``/``demo-models`` in :mod:`inference.cli.tools`;
-``synth``, ``score`` and ``doctor`` in their own modules. This module holds the parser, logging and
-:func:`run_command` (one ``error:`` line, SIGTERM), shared with ``python -m export``.
+One module per command group in :mod:`inference.cli`: ``predict``, ``synth``, ``score``, ``doctor``, and
+``tools`` (``fuse``, ``submit``, ``show``, ``demo-models``); each registers its parser and runs it. This
+module holds the parser, logging and :func:`run_command` (one ``error:`` line, SIGTERM), shared with
+``python -m export``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import signal
 import sys
 import threading
 
+from inference.cli import doctor as cli_doctor
 from inference.cli import predict as cli_predict
+from inference.cli import score as cli_score
+from inference.cli import synth as cli_synth
 from inference.cli import tools as cli_tools
 from inference.common.errors import EngineError, InputError, one_line, write_error
 from inference.version import __version__
@@ -28,21 +31,14 @@ logger = logging.getLogger("inference")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from inference.evaluate import scoring
-    from inference.run import doctor
-    from inference.synth import generate as synth
-
     parser = argparse.ArgumentParser(
         prog="python -m inference",
         description="Offline 3D point detection in cryo-ET tomograms (BYU flagellar motors).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    synth.add_cli(sub)
-    scoring.add_cli(sub)
-    cli_predict.add_cli(sub)
-    cli_tools.add_cli(sub)
-    doctor.add_cli(sub)
+    for group in (cli_synth, cli_score, cli_predict, cli_tools, cli_doctor):
+        group.add_cli(sub)
     return parser
 
 

@@ -1,5 +1,5 @@
-"""``python -m inference predict``: its options (the OME-Zarr, Ray and copick ones in :mod:`inference.cli.predict_scale`),
-the checks that must fail before any work, and the run (:func:`inference.runner.run_predict`)."""
+"""``python -m inference predict``: its options, the checks that must fail before any work, and the run
+(:func:`inference.run.runner.run_predict`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import argparse
 import math
 from pathlib import Path
 
-from inference.cli import predict_scale as cli_scale
 from inference.common.errors import InputError
 
 
@@ -88,8 +87,50 @@ def add_cli(sub) -> None:
     p.add_argument("--read-threads", type=int, default=None, help="threads decoding slices (default: "
                    "min(8, cores))")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off with -q)")
-    cli_scale.add_options(p)
+    _add_scale_options(p)
     p.set_defaults(func=run_cli)
+
+
+def zarr_level(text: str) -> int | str:
+    """``auto`` or a level index >= 0."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a level index 0, 1, ..., got {text!r}")
+    return value
+
+
+def _add_scale_options(p: argparse.ArgumentParser) -> None:
+    """The options beyond one machine: OME-Zarr levels, the Ray backend, copick output."""
+    g = p.add_argument_group("beyond one machine (OME-Zarr, Ray, copick)")
+    g.add_argument("--zarr-level", type=zarr_level, default=0, help="OME-Zarr level to read: an index (default 0, "
+                   "full resolution) or 'auto': the coarsest level not coarser than the finest spacing a member "
+                   "resamples to (1%% tolerance). Coordinates are written in level-0 voxels either way")
+    g.add_argument("--backend", choices=("local", "ray"), default="local", help="local: worker processes on this "
+                   "machine (default); ray: one Ray actor per GPU (--devices) or CPU share (--workers), needs "
+                   "pip install 'motorfinder[ray]'")
+    g.add_argument("--ray-address", default=None, help="Ray cluster to join (host:6379, or ray://host:10001 for Ray "
+                   "Client; default $RAY_ADDRESS, else a local Ray on this machine); implies --backend ray")
+    g.add_argument("--copick-out", type=Path, default=None, help="also write every tomogram's fused points (Å) as "
+                   "copick picks: DIR/ExperimentRuns/<tomo_id>/Picks/<user>_0_<object>.json")
+    g.add_argument("--copick-object", default="flagellar-motor", help="copick object name (default flagellar-motor)")
+    g.add_argument("--copick-user", default="motorfinder", help="copick user id (default motorfinder)")
+
+
+def _scale_settings(args: argparse.Namespace) -> dict:
+    """The PredictConfig fields of :func:`_add_scale_options`."""
+    from inference.run.copick_out import check_name
+
+    if args.copick_out is not None:
+        check_name(args.copick_object, "object")
+        check_name(args.copick_user, "user")
+    return {"zarr_level": args.zarr_level, "backend": "ray" if args.ray_address else args.backend,
+            "ray_address": args.ray_address, "copick_out": args.copick_out, "copick_object": args.copick_object,
+            "copick_user": args.copick_user}
 
 
 def _check_predict_options(args) -> None:
@@ -136,7 +177,7 @@ def run_cli(args) -> int:
         restart=args.restart,
         retries=args.retries,
         deadline_h=args.deadline_h,
-        **cli_scale.settings(args),
+        **_scale_settings(args),
     )
     result = run_predict(cfg)
     print(f"wrote {args.output}: {result.decision.describe()}; "

@@ -161,6 +161,7 @@ def _run_show(args) -> int:
     from inference.ensemble.candidates import load_candidates
     from inference.evaluate import scoring, show
     from inference.io import readers
+    from inference.io.spacing import DEFAULT_SPACING_A
 
     vol = readers.read_volume(args.tomogram)
     tomo_id = args.tomo_id or vol.tomo_id
@@ -181,7 +182,7 @@ def _run_show(args) -> int:
     if len(spacings) > 1:
         raise InputError(args.tomogram, f"the files disagree on the voxel spacing of {tomo_id}: {sorted(spacings)}",
                          "pass candidate and label files of the same run")
-    spacing = spacings.pop() if spacings else (vol.header_spacing or readers.DEFAULT_SPACING_A)
+    spacing = spacings.pop() if spacings else (vol.header_spacing or DEFAULT_SPACING_A)
     out = show.render(vol.data, float(spacing), tomo_id, tables, truth, args.out, slab_A=args.slab_A,
                       near_A=args.near_A)
     print(f"wrote {out}")

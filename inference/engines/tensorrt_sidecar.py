@@ -3,8 +3,10 @@
 TensorRT engines are not portable: one runs only on the TensorRT version and the GPU (compute
 capability) it was built with, so every engine ``M.engine`` has a sidecar ``M.engine.json``.
 This module holds its types (:class:`BatchProfile`, :class:`TensorInfo`, :class:`RuntimeEnv`,
-:class:`EngineSidecar`), its writing, reading and validation; :mod:`export.tensorrt_cache` decides
-from it whether an engine can be used, :mod:`export.tensorrt` builds engines and writes it.
+:class:`EngineSidecar`), its writing, reading and validation, and whether an engine can be used here:
+:func:`runtime_reasons` (this TensorRT and GPU; :func:`check_sidecar` for the engine loader),
+:func:`mismatch_reasons` (also the ONNX, precision and batch profile; ``export.tensorrt_cache`` reuses or
+rebuilds from it). ``export.tensorrt`` builds engines and writes the sidecar.
 
 Sidecar format (``format_version`` 1; JSON object, keys in this order, all required)::
 
@@ -27,8 +29,7 @@ Sidecar format (``format_version`` 1; JSON object, keys in this order, all requi
     }
 
 Shapes use -1 for the dynamic batch axis; the spatial axes are fixed to the ONNX patch. The engine
-takes any batch in ``[min, max]`` and is tuned for ``opt``. An inference-side loader needs
-:func:`read_sidecar` and :func:`mismatch_reasons` (or :func:`ensure_engine`), nothing else.
+takes any batch in ``[min, max]`` and is tuned for ``opt``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from inference.common.errors import InputError
+from inference.common.errors import EngineError, InputError
+from inference.common.file_hash import sha256_file
 
 SIDECAR_FORMAT = "motorfinder-tensorrt-sidecar"
 SIDECAR_VERSION = 1
@@ -214,3 +216,53 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar:
         raise InputError(path, f"sidecar is not valid JSON ({exc})", "rebuild the engine") from None
     return parse_sidecar(data, path)
 
+
+def runtime_reasons(sidecar: EngineSidecar, env: RuntimeEnv, *, engine_sha256: str | None = None,
+                    same_gpu_name: bool = False) -> list[str]:
+    """Why the engine of ``sidecar`` cannot run on ``env`` ([] = it can): another TensorRT version or
+    compute capability (with ``same_gpu_name``: another GPU model too), or an engine file (``engine_sha256``)
+    that is not the one the sidecar describes."""
+    reasons = []
+    if sidecar.tensorrt_version != env.tensorrt_version:
+        reasons.append(f"built with TensorRT {sidecar.tensorrt_version}, running {env.tensorrt_version}")
+    if sidecar.compute_capability != env.compute_capability:
+        reasons.append(f"built for compute capability {sidecar.compute_capability} ({sidecar.gpu_name}), "
+                       f"this GPU is {env.compute_capability}")
+    if same_gpu_name and sidecar.gpu_name != env.gpu_name:
+        reasons.append(f"built on GPU {sidecar.gpu_name!r}, this is {env.gpu_name!r}")
+    if engine_sha256 is not None and sidecar.engine_sha256 != engine_sha256:
+        reasons.append("the engine file does not match its sidecar's sha256")
+    return reasons
+
+
+def mismatch_reasons(sidecar: EngineSidecar, *, onnx_sha256: str, env: RuntimeEnv, fp16: bool,
+                     batch: BatchProfile, engine_sha256: str | None = None) -> list[str]:
+    """Why an engine with ``sidecar`` must not stand for this ONNX, precision and batch profile on ``env``
+    ([] = usable): :func:`runtime_reasons` (the same GPU model too) plus the ONNX, fp16 and batch profile."""
+    reasons = []
+    if sidecar.onnx_sha256 != onnx_sha256:
+        reasons.append(f"built from another ONNX (sha256 {sidecar.onnx_sha256[:12]} != {onnx_sha256[:12]})")
+    reasons += runtime_reasons(sidecar, env, engine_sha256=engine_sha256, same_gpu_name=True)
+    if sidecar.fp16 != fp16:
+        reasons.append(f"fp16={sidecar.fp16}, wanted fp16={fp16}")
+    if sidecar.batch_profile != batch:
+        reasons.append(f"batch profile {sidecar.batch_profile}, wanted {batch}")
+    return reasons
+
+
+def check_sidecar(engine_path: str | Path, *, trt_version: str, compute_capability: str,
+                  verify_sha: bool = True) -> EngineSidecar:
+    """The sidecar of ``engine_path`` when the engine runs on this TensorRT and GPU; else EngineError naming
+    every reason and the command that rebuilds it (an engine loader's check, before deserializing)."""
+    engine_path = Path(engine_path)
+    fix = (f"rebuild it on this machine: python -m export tensorrt --onnx <member>.onnx --out {engine_path} "
+           "(the notebook's engine cell does this)")
+    try:
+        sidecar = read_sidecar(engine_path)
+    except InputError as exc:
+        raise EngineError(f"{engine_path}: {exc.problem} ({sidecar_path(engine_path).name}). Fix: {fix}") from None
+    here = RuntimeEnv(tensorrt_version=trt_version, gpu_name=sidecar.gpu_name, compute_capability=compute_capability)
+    reasons = runtime_reasons(sidecar, here, engine_sha256=sha256_file(engine_path) if verify_sha else None)
+    if reasons:
+        raise EngineError(f"{engine_path}: {'; '.join(reasons)}. Fix: {fix}")
+    return sidecar

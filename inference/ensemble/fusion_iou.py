@@ -62,7 +62,7 @@ def fuse_points_iou(points_A: Sequence[np.ndarray], confs: Sequence[np.ndarray],
 def fuse_tables_iou(tables: Sequence[pd.DataFrame], weights: Sequence[float], *, names: Sequence[str] | None = None,
                     box_A: float = 1000.0, iou_thr: float = 0.55, conf_type: str = "avg",
                     skip_conf: float = 0.0) -> pd.DataFrame:
-    """Like :func:`inference.fusion.fuse_tables`, with the library's 3D WBF on cubes."""
+    """Like :func:`inference.ensemble.fusion.fuse_tables`, with the library's 3D WBF on cubes."""
     names = list(names) if names is not None else [f"table{i}" for i in range(len(tables))]
     spacing = tomogram_spacings(tables, names)
     rows = []

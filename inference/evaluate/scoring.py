@@ -16,13 +16,11 @@ which is defined as 0 when the denominator is 0 (all tomograms are true negative
 ``tp / (tp + fp)`` and recall ``tp / (tp + fn)`` when theirs is 0.
 
 The label and submission tables (formats, validation) are read by :mod:`inference.evaluate.scoring_tables`;
-its names are re-exported here. Every problem with the input is raised as :class:`~inference.errors.InputError`.
+its names are re-exported here. Every problem with the input is raised as :class:`~inference.common.errors.InputError`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -192,49 +190,3 @@ def format_table(score: Score) -> str:
     width = max(len(name) for name, _ in rows)
     value_width = max(len(value) for _, value in rows)
     return "\n".join(f"{name:<{width}}  {value:>{value_width}}" for name, value in rows)
-
-
-# --------------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------------
-
-
-def add_cli(subparsers) -> argparse.ArgumentParser:
-    """Add the ``score`` subcommand to an argparse subparsers object; returns its parser."""
-    parser = subparsers.add_parser(
-        "score",
-        help="score a submission CSV with the BYU flagellar motor metric (F2)",
-        description=(
-            "Score a submission against labels with the Kaggle 'BYU - Locating Bacterial Flagellar "
-            "Motors 2025' metric: a prediction within 1000 Å of a motor is a true positive; F-beta "
-            "with beta = 2 over tomograms."
-        ),
-    )
-    parser.add_argument(
-        "--labels",
-        required=True,
-        type=Path,
-        metavar="CSV",
-        help="labels CSV in train_labels format (tomo_id, Motor axis 0/1/2, Voxel spacing; one row per motor)",
-    )
-    parser.add_argument(
-        "--submission",
-        required=True,
-        type=Path,
-        metavar="CSV",
-        help="submission CSV (tomo_id, Motor axis 0/1/2; one row per tomogram, -1 for no motor)",
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON object with keys f2, precision, recall, tp, fp, fn, tn instead of a table",
-    )
-    parser.set_defaults(func=run_cli)
-    return parser
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``score``; InputError propagates to the main CLI."""
-    score = score_files(args.labels, args.submission)
-    print(json.dumps(score.as_dict()) if args.json else format_table(score))
-    return 0

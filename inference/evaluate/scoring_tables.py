@@ -8,7 +8,7 @@ File formats (extra columns are ignored):
 * submission: ``tomo_id, Motor axis 0, Motor axis 1, Motor axis 2``; exactly one row per tomogram of
   the labels.
 
-Every problem is raised as :class:`~inference.errors.InputError` naming the file (or the frame), the
+Every problem is raised as :class:`~inference.common.errors.InputError` naming the file (or the frame), the
 column and the row (with its file line when read from a file).
 """
 

@@ -28,7 +28,7 @@ backend-independent sign of truncation (entropy-coded JPEG data cannot contain `
 it is checked before any backend runs. Damage in the middle of a complete-length file is
 caught by ``simplejpeg`` (strict) and usually by Pillow; OpenCV may decode it with artefacts.
 
-Every problem with a file is raised as :class:`inference.errors.InputError` naming the file.
+Every problem with a file is raised as :class:`inference.common.errors.InputError` naming the file.
 """
 
 from __future__ import annotations

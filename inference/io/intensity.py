@@ -5,11 +5,11 @@ Two stateless steps, in this order:
 * :func:`scan_voxels` (at read time, every volume that is not ``uint8``): NaN and +-inf voxels are
   replaced by the mean of the finite voxels, with a WARNING naming the file and the count; the
   volume's range is recorded (:class:`VoxelStats`). A volume without one finite voxel is an
-  :class:`~inference.errors.InputError`.
-* :func:`to_0_255` (per member rule, in :func:`inference.pipeline.load`): a member whose
+  :class:`~inference.common.errors.InputError`.
+* :func:`to_0_255` (per member rule, in :func:`inference.run.tomogram.load`): a member whose
   normalisation is a fixed ``mean``/``std`` takes them to be for 0..255 input (the 8-bit slices of
   the BYU data); so does ``resample.quantize: uint8``. A volume that is not 8-bit reaches that range
-  by the member's ``intensity`` rule (manifest key, :class:`inference.manifest_types.Intensity`):
+  by the member's ``intensity`` rule (manifest key, :class:`inference.manifest.types.Intensity`):
 
   - ``percentiles`` (the default for those members): the ``low`` and ``high`` percentiles (0.5 and
     99.5) of the volume map to 0 and 255, linearly, values beyond are clipped; the percentiles are

@@ -1,9 +1,9 @@
 """MRC/REC files (MRC2014): header checks, voxel size, axis order, memory-mapped data.
 
 :func:`open_mrc` returns the data as mrcfile maps it (signed bytes already turned into uint8) and
-the header's voxel size; :func:`inference.readers.read_mrc` makes it a (Z, Y, X) uint8 or float32
+the header's voxel size; :func:`inference.io.readers.read_mrc` makes it a (Z, Y, X) uint8 or float32
 volume. :func:`peek_mrc` reads the header only (shape and voxel size, for the checks before a run).
-Every problem is an :class:`~inference.errors.InputError` naming the file: a header with impossible
+Every problem is an :class:`~inference.common.errors.InputError` naming the file: a header with impossible
 dimensions, a size that does not match the header, an unknown mode, complex values.
 """
 

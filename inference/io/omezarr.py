@@ -38,7 +38,7 @@ UNITS_A = {"angstrom": 1.0, "nanometer": 10.0}
 AUTO_TOLERANCE = 0.01
 _ZYX = ("z", "y", "x")
 _FIX_META = ("write OME-NGFF multiscales metadata: axes z, y, x with a unit (angstrom or nanometer) and one "
-             "scale per level (inference.omezarr_write.write_omezarr writes it)")
+             "scale per level (inference.synth.omezarr_write.write_omezarr writes it)")
 _FIX_DATA = "re-download or re-write this tomogram"
 
 

@@ -9,8 +9,8 @@ image per z, ``slice_<number>.<ext>`` (jpg, jpeg, png, tif, tiff; the Kaggle BYU
 
 Every volume is returned as a (Z, Y, X) array, ``uint8`` for 8-bit data and ``float32`` for
 anything else; a float volume's NaN and infinite voxels are replaced, with a WARNING, and its range
-recorded (:func:`inference.intensity.scan_voxels`). Problems with a source are raised as
-:class:`inference.errors.InputError` naming the file and what to do; :func:`iter_volumes` reads
+recorded (:func:`inference.io.intensity.scan_voxels`). Problems with a source are raised as
+:class:`inference.common.errors.InputError` naming the file and what to do; :func:`iter_volumes` reads
 many sources, logs and skips bad ones. Voxel spacing: :mod:`inference.io.spacing`.
 """
 
@@ -28,30 +28,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inference.common.errors import InputError
-from inference.io import listing_file as source_list
+from inference.io import listing_file
 from inference.io.image_decoders import get_decoder
 from inference.io.intensity import VoxelStats, scan_voxels
 from inference.io.memory import allocate, as_float32
 from inference.io.mrc import open_mrc, peek_mrc
-from inference.io.sources import (
-    FIX_SOURCE,
-    MRC_SUFFIXES,
-    SLICE_RE,
-    SLICE_SUFFIXES,
-    SOURCE_SUFFIXES,
-    Listing,
-    is_zarr,
-    list_sources,
-    scan_sources,
-    slice_files,
-    tomo_id_of,
-)
-from inference.io.spacing import DEFAULT_SPACING_A, SPACING_RANGE_A, load_spacing_table, resolve_spacing
-
-__all__ = ["DEFAULT_SPACING_A", "MRC_SUFFIXES", "SLICE_SUFFIXES", "SOURCE_SUFFIXES", "SPACING_RANGE_A", "Listing",
-           "Volume", "default_threads", "iter_volumes", "list_sources", "load_spacing_table", "peek_volume",
-           "read_mrc", "read_npy", "read_slices", "read_volume", "resolve_spacing", "scan_sources", "slice_files",
-           "tomo_id_of"]
+from inference.io.sources import FIX_SOURCE, MRC_SUFFIXES, SLICE_RE, is_zarr, slice_files, tomo_id_of
 
 if TYPE_CHECKING:
     from inference.io.omezarr import LevelMap
@@ -189,7 +171,7 @@ def read_npy(path: str | Path) -> np.ndarray:
 @dataclass(frozen=True)
 class Volume:
     """A tomogram as read: (Z, Y, X) data (finite), the header's voxel size (Å; MRC, OME-Zarr level 0), its
-    source, for data that is not ``uint8`` what :func:`~inference.intensity.scan_voxels` found, and
+    source, for data that is not ``uint8`` what :func:`~inference.io.intensity.scan_voxels` found, and
     ``level_map``: where the voxels of the OME-Zarr level read sit on level 0 (None: level 0)."""
 
     tomo_id: str
@@ -206,10 +188,10 @@ def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | Non
 
     OME-Zarr only: ``zarr_level`` (an index or ``"auto"``), ``target_A`` (the finest spacing a member
     needs) and ``spacing_A`` (level 0's spacing when the spacing CSV gives it), see
-    :func:`inference.omezarr.read_omezarr`.
+    :func:`inference.io.omezarr.read_omezarr`.
     """
     started = time.perf_counter()
-    if source_list.is_url(source) or is_zarr(Path(source)):
+    if listing_file.is_url(source) or is_zarr(Path(source)):
         from inference.io.omezarr import read_omezarr
 
         data, header, level_map = read_omezarr(source, level=zarr_level, target_A=target_A, spacing_A=spacing_A)
@@ -244,7 +226,7 @@ def peek_volume(source: str | Path) -> tuple[tuple[int, int, int], float | None,
     """((Z, Y, X) shape, header voxel size or None, bytes per voxel as read) without reading the voxels:
     an MRC or .npy header, or a slice folder's count and first slice. InputError when it cannot tell (an
     OME-Zarr store: its level is chosen when it is read, in chunks)."""
-    if source_list.is_url(source) or is_zarr(Path(source)):
+    if listing_file.is_url(source) or is_zarr(Path(source)):
         raise InputError(source, "an OME-Zarr store is not sized before it is read", None)
     source = Path(source)
     if source.is_dir():  # the names only (no stat per slice): the read validates them
@@ -290,7 +272,7 @@ def iter_volumes(
     ``on_error(source, error)`` if given, and skipped; the rest are still read.
     """
     for source in sources:
-        source = source_list.as_source(source)
+        source = listing_file.as_source(source)
         try:
             volume = read_volume(source, decoder=decoder, threads=threads)
         except InputError as exc:

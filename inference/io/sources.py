@@ -26,7 +26,7 @@ from pathlib import Path
 
 from inference.common.errors import InputError
 from inference.common.names import name_list
-from inference.io import listing_file as source_list
+from inference.io import listing_file
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ FIX_SOURCE = ("point the input at folders of slice_NNNN.jpg images, .mrc/.rec/.n
 def tomo_id_of(path: str | Path) -> str:
     """The tomo_id of a source: a folder's name, a file's or a ``.zarr`` store's (or URL's) name without its
     suffix."""
-    if source_list.is_url(path):
-        return source_list.url_id(path)
+    if listing_file.is_url(path):
+        return listing_file.url_id(path)
     path = Path(path)
     if is_zarr(path):
         return path.name[: -len(".zarr")]
@@ -154,7 +154,7 @@ def scan_sources(input_dir: str | Path, *, report: bool = True) -> Listing:
     (WARNING) and each duplicated tomo_id (ERROR) in one line.
 
     ``input_dir`` may itself be one source (a folder of slices, a ``.zarr`` store, a single source file) or a
-    text file listing sources (:func:`inference.source_list.read_listing`). An input that does not exist,
+    text file listing sources (:func:`inference.io.listing_file.read_listing`). An input that does not exist,
     cannot be listed or holds no tomogram at all is an :class:`InputError`.
     """
     input_dir = Path(input_dir)
@@ -163,8 +163,8 @@ def scan_sources(input_dir: str | Path, *, report: bool = True) -> Listing:
             raise InputError(input_dir, "the input is a link that cannot be followed (broken, or a loop)",
                              "point --input at the folder itself")
         raise InputError(input_dir, "input does not exist", "check the path")
-    if source_list.is_listing(input_dir):
-        return Listing(sources=source_list.read_listing(input_dir, tomo_id_of))
+    if listing_file.is_listing(input_dir):
+        return Listing(sources=listing_file.read_listing(input_dir, tomo_id_of))
     if is_zarr(input_dir) and input_dir.is_dir():
         return Listing(sources=[input_dir])
     if input_dir.is_file():

@@ -1,7 +1,7 @@
 """Parsing of the manifest's small blocks (normalize, decode, resample, windows, stitch, slices,
 threshold, fusion) and :class:`Ctx`, which names the manifest and key in every error.
 
-:mod:`inference.manifest` parses members and the top level with these; the schema is documented there.
+:mod:`inference.manifest.parse` parses members and the top level with these; the schema is documented there.
 """
 
 from __future__ import annotations

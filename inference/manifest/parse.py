@@ -11,7 +11,7 @@ Schema (keys not listed here are errors; defaults in brackets)::
     members:                      # one or more
       - name: x3d_m               # unique, [A-Za-z0-9_.-]
         kind: 3d                  # 3d: (N,1,D,H,W) -> (N,1,D/s,H/s,W/s); 2d: (N,C,H,W) -> (N,1,H/s,W/s)
-        model: members/x3d_m.onnx # a suffix with an engine: inference.engines.ENGINES
+        model: members/x3d_m.onnx # a suffix with an engine: inference.engines.registry.ENGINES
         patch: [64, 128, 128]     # input window in voxels at target_spacing (2d: [H, W])
         stride: 16                # output stride s; every patch side a multiple of it
         overlap: 0.25             # [0.25] fraction in [0, 1), scalar or one per axis

@@ -1,4 +1,4 @@
-"""The frozen dataclasses a manifest is parsed into (:mod:`inference.manifest` parses and documents).
+"""The frozen dataclasses a manifest is parsed into (:mod:`inference.manifest.parse` parses and documents).
 
 Every field added for the recipe (issue 13) defaults to the behaviour the package had before it,
 so a manifest that does not name a key runs exactly as it did.

@@ -67,7 +67,7 @@ def grid_window_starts(member: Member, shape, patch, strides, overlap) -> list[l
     """Window starts per axis on the recipe's grid path (``Geometry.grid`` set), in voxels.
 
     A 2d member's z with ``slices``: every ``slices.step`` slices, the last ending at the volume's
-    end; otherwise ``windows.placement`` (``end``: :func:`~inference.stitch_grid.end_starts`;
+    end; otherwise ``windows.placement`` (``end``: :func:`~inference.predict.grid_windows.end_starts`;
     ``stride``: on the output grid, the end padded). ``shape``/``patch``/... in the (possibly
     transposed) frame the windows run in; a transposition never moves z for 2d members.
     """

@@ -2,7 +2,7 @@
 
 The window loop of :mod:`inference.predict.grid_windows`'s rule: windows may start anywhere (``placement:
 end``) and their outputs are resized onto a grid of ``round(m / g)`` cells per axis. The
-cell-aligned loop for everything else is :func:`inference.windows.sliding_window`. Like it,
+cell-aligned loop for everything else is :func:`inference.predict.windows.sliding_window`. Like it,
 the predictor is any callable ``(N, C, *patch) -> (N, 1, *out)`` and every array goes through ``xp``.
 """
 

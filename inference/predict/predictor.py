@@ -142,7 +142,7 @@ class MemberPredictor:
         with ``separate``. ``tta_limit`` runs only the first that many transforms (the deadline
         guard drops TTA).
         A model output with NaN values, or a heatmap that is not finite, raises
-        :class:`~inference.errors.ModelOutputError` naming the member (the tomogram fails, not "ok").
+        :class:`~inference.common.errors.ModelOutputError` naming the member (the tomogram fails, not "ok").
         """
         timer = timer or StageTimer()
         m = self.member
@@ -281,7 +281,7 @@ class MemberPredictor:
         return tuple(range(lead)) + tuple(lead + p for p in t.perm)
 
     def _stitch_aligned(self, vol, transforms, pad_value: float, timer: StageTimer) -> list:
-        """Cell-aligned windows (:func:`inference.windows.sliding_window`), one heatmap per transform.
+        """Cell-aligned windows (:func:`inference.predict.windows.sliding_window`), one heatmap per transform.
 
         The volume is padded to a multiple of the stride BEFORE any transform, so flips and
         transpositions map output cells onto output cells exactly.
@@ -323,7 +323,7 @@ class MemberPredictor:
         return out
 
     def _stitch_grid(self, base, t: Transform, pad_value: float, timer: StageTimer):
-        """The recipe's grid (:func:`inference.sliding_grid.sliding_window_grid`) for one transform of ``base``
+        """The recipe's grid (:func:`inference.predict.grid_loop.sliding_window_grid`) for one transform of ``base``
         (C, Z, Y, X)."""
         xp, m, g = self.xp, self.member, self.geometry
         volume_scope = m.tta_scope == "volume" and not t.is_identity

@@ -14,9 +14,7 @@ with fake modules.
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import json
 import logging
 import platform
 from dataclasses import asdict, dataclass, field
@@ -178,7 +176,7 @@ def _raise_import(name: str):
 def check_members(manifest_path: Path, cuda: gpus.CudaStatus, trt: TensorRTReport, ort_provider: str,
                   cache_dir: Path | None) -> list[MemberCheck]:
     """Per member: its model file, and for TensorRT whether the engine or cache fits every visible GPU."""
-    from inference.engines.tensorrt import check_sidecar
+    from inference.engines.tensorrt_sidecar import check_sidecar
     from inference.manifest.parse import load_manifest
 
     manifest = load_manifest(manifest_path, check_files=False)
@@ -279,39 +277,3 @@ def _provider_verdict(ort: OrtReport, wanted: str, install: str) -> tuple[str, s
         why, _, fix = check.detail.partition(". Fix: ")
         return f"{wanted} does not load: {why}", fix or install
     return None
-
-
-# --------------------------------------------------------------------------------------- CLI
-
-
-def add_cli(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "doctor", help="check what this machine can run (ONNX Runtime providers, CuPy, GPUs, TensorRT)",
-        description="Report Python, numpy, onnxruntime with the providers that actually load (a session on a "
-                    "tiny model for each), cupy with the CUDA runtime/driver and each GPU, tensorrt, and for a "
-                    "manifest whether its TensorRT engines fit this GPU. Exits 2 with one line naming the reason "
-                    "and the fix when --device cannot be used.")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the device to check (default cpu)")
-    p.add_argument("--manifest", type=Path, default=None, help="also check this manifest's member files and engines")
-    p.add_argument("--ort-provider", choices=("cuda", "tensorrt"), default="cuda",
-                   help="ONNX Runtime GPU provider that --device cuda needs (default cuda)")
-    p.add_argument("--engine-cache", type=Path, default=None, help="TensorRT cache folder of predict, to report "
-                   "the cached engines for this GPU")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run)
-    return p
-
-
-def run(args, import_module: Callable = importlib.import_module) -> int:
-    report = collect(args.manifest, args.ort_provider, args.engine_cache, import_module=import_module)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print("\n".join(report.lines()))
-    problem = verdict(report, args.device, args.ort_provider)
-    if problem is not None:
-        why, fix = problem
-        raise EngineError(f"--device {args.device} cannot be used: {why}. Fix: {fix}")
-    if not args.json:
-        print(f"--device {args.device}: usable")
-    return 0

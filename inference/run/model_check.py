@@ -3,7 +3,7 @@
 One window of zeros of the shape the member feeds its engine (a batch of 1: ``(1, 1, D, H, W)`` for a
 3d member, ``(1, C, H, W)`` for a 2d one, C its channels or ``slices.window``) goes through the
 engine; the model must accept it and answer ``(1, 1, *patch/stride)``: rank, batch, one output
-channel and the manifest's stride. Anything else is an :class:`~inference.errors.EngineError`
+channel and the manifest's stride. Anything else is an :class:`~inference.common.errors.EngineError`
 naming the model file, what the manifest says and what the model did, so a run stops with one line
 instead of failing on every tomogram. A model whose output on zeros is not finite is reported in a
 WARNING (tomograms where it is not finite fail, naming the member: :mod:`inference.predict.predictor`).

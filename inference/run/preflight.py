@@ -25,6 +25,8 @@ from pathlib import Path
 from inference.common.errors import InputError
 from inference.common.names import name_list
 from inference.io import readers
+from inference.io.sources import tomo_id_of
+from inference.io.spacing import resolve_spacing
 from inference.predict.geometry import member_geometry
 from inference.predict.resample import resampled_shape
 
@@ -83,7 +85,7 @@ def check_inputs(sources: list[Path], manifest, table: dict[str, float] | None, 
                  memory: int | None = None, on_gpu: bool = False) -> None:
     """The checks of the module docstring over every source; InputError for the first that fails."""
     memory = machine_memory() if memory is None else memory
-    ids = [readers.tomo_id_of(s) for s in sources]
+    ids = [tomo_id_of(s) for s in sources]
     if table is not None:
         missing = [t for t in ids if t not in table]
         if missing:
@@ -96,7 +98,7 @@ def check_inputs(sources: list[Path], manifest, table: dict[str, float] | None, 
             shape, header, itemsize = readers.peek_volume(source)
         except (InputError, OSError, ValueError):
             continue  # the read reports it, and that tomogram alone fails
-        spacing, how = readers.resolve_spacing(tomo_id, table=table, header_spacing=header, default=default,
+        spacing, how = resolve_spacing(tomo_id, table=table, header_spacing=header, default=default,
                                                log=False)
         need = estimate_bytes(shape, spacing, itemsize, manifest, on_gpu)
         if need > memory:

@@ -114,7 +114,7 @@ def _problem(d: dict) -> str | None:
 class ResultStore:
     """The work folder of one run: checked (not another tool's folder), locked, cleaned on ``restart``.
 
-    ``key`` is the options key (:func:`inference.workdir.options_key`). Call :meth:`close` at the end (it
+    ``key`` is the options key (:func:`inference.run.workdir.options_key`). Call :meth:`close` at the end (it
     releases the lock; the kernel does it when the process dies).
     """
 

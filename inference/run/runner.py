@@ -44,8 +44,8 @@ from inference.engines import gpus
 from inference.engines.base import EngineOptions
 from inference.ensemble.candidates import candidates_frame
 from inference.ensemble.submission import Decision, best_per_tomogram, decide, submission_order
-from inference.io import readers
-from inference.io.spacing import check_spacing
+from inference.io.sources import scan_sources, tomo_id_of
+from inference.io.spacing import check_spacing, load_spacing_table
 from inference.manifest.types import Manifest
 from inference.run import preflight, workdir
 from inference.run.plan import FULL, STOP, Plan
@@ -109,16 +109,16 @@ class Run:
 
     def __init__(self, cfg: PredictConfig):
         self.cfg = cfg
-        found = readers.scan_sources(cfg.input_dir)
+        found = scan_sources(cfg.input_dir)
         self.ids = found.ids
-        by_id = {readers.tomo_id_of(s): s for s in found.sources}
+        by_id = {tomo_id_of(s): s for s in found.sources}
         self.sources = [by_id[t] if t in by_id else found.duplicates[t][0] for t in self.ids]
         self._source_of = dict(zip(self.ids, self.sources))
         default = cfg.default_spacing if cfg.default_spacing is not None else cfg.manifest.default_spacing
         check_spacing(default, "--default-spacing" if cfg.default_spacing is not None else "default_spacing",
                       None if cfg.default_spacing is not None else cfg.manifest.path,
                       fix="give the voxel spacing in Å, e.g. 13.1")
-        table = self.spacing_table = readers.load_spacing_table(cfg.spacing_csv) if cfg.spacing_csv else None
+        table = self.spacing_table = load_spacing_table(cfg.spacing_csv) if cfg.spacing_csv else None
         preflight.check_output(cfg.output, found.sources, cfg.manifest,
                                [p for p in (cfg.spacing_csv, cfg.sample_submission) if p is not None])
         preflight.check_inputs(found.sources, cfg.manifest, table, default,
@@ -201,7 +201,7 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
 
     ``engine_factory(member) -> callable`` replaces the engines (tests; in-process only).
     ``planner() -> Plan`` picks how much of the ensemble the next tomogram gets (deadline guard).
-    ``worker_entry`` replaces :func:`inference.worker.worker_main` as the worker processes' target
+    ``worker_entry`` replaces :func:`inference.run.backends.local_worker.worker_main` as the worker processes' target
     (a top-level function with its signature; tests use it to inject crashes). ``actor_hook(tomo_id,
     attempt)`` runs on a Ray actor before each tomogram's engines (tests: crashes).
     """

@@ -24,6 +24,8 @@ from inference.engines.registry import load_engine
 from inference.ensemble.fusion import fuse_members
 from inference.io import intensity, readers
 from inference.io.omezarr import LevelMap
+from inference.io.sources import tomo_id_of
+from inference.io.spacing import resolve_spacing
 from inference.manifest.types import Manifest
 from inference.predict.predictor import MemberPredictor
 from inference.run.device_handoff import DeviceHandoff, free_pool
@@ -129,12 +131,12 @@ def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
     """Read one source, resolve its spacing, resample it once per distinct member geometry (and, for a
     volume that is not 8-bit, per intensity rule: :mod:`inference.io.intensity`, logged)."""
     timer = StageTimer()
-    tomo_id = readers.tomo_id_of(source)
+    tomo_id = tomo_id_of(source)
     table = ctx.spacing_table or {}
     with timer.stage("read"):
         vol = readers.read_volume(source, decoder=ctx.decoder, threads=ctx.read_threads, zarr_level=ctx.zarr_level,
                                   target_A=ctx.finest_target, spacing_A=table.get(tomo_id))
-    spacing, how = readers.resolve_spacing(tomo_id, table=ctx.spacing_table, header_spacing=vol.header_spacing,
+    spacing, how = resolve_spacing(tomo_id, table=ctx.spacing_table, header_spacing=vol.header_spacing,
                                            default=ctx.default_spacing)
     base_spacing = spacing
     if vol.level_map is not None:  # the spacing is level 0's; the level read is scaled from it (along x)

@@ -1,7 +1,7 @@
 """Demo detectors: small ONNX models built with ``onnx.helper`` (no torch), and their manifest.
 
 They are the embedded default: real members are trained UNets exported by ``export/``; these are
-hand-designed filters that find the motors of :mod:`inference.synth` and exercise every code path
+hand-designed filters that find the motors of :mod:`inference.synth.generate` and exercise every code path
 (engines, windows, TTA, peaks, fusion) exactly as a real member would.
 
 * ``demo3d``: a 3d member, input ``(N, 1, D, H, W)`` z-scored at 16 Å. It clips extreme values (so

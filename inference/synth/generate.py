@@ -16,15 +16,14 @@ up in docs/SYNTH.md.
 Everything is deterministic per seed: tomogram ``i`` of a split draws from its own child seed
 ``SeedSequence(seed, spawn_key=(split, 1, i))`` and does not depend on ``n``.
 
-This module holds :func:`generate` (the dataset: labels and files) and the ``synth`` subcommand.
-The parts it draws with, re-exported here: the reference table (:mod:`inference.synth.reference`),
-the physical sizes, cells and motor places (:mod:`inference.synth.scene`) and the rendering
-(:mod:`inference.synth.render`).
+This module holds :func:`generate` (the dataset: labels and files). The parts it draws with: the
+reference table (:mod:`inference.synth.reference`), the physical sizes, cells and motor places
+(:mod:`inference.synth.scene`) and the rendering (:mod:`inference.synth.render`); the command is
+:mod:`inference.cli.synth`.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import numbers
 import shutil
@@ -35,64 +34,9 @@ import numpy as np
 import pandas as pd
 
 from inference.common.errors import InputError
-from inference.synth.reference import (
-    DEFAULT_SCALE,
-    MIN_DIM,
-    default_reference_csv,
-    load_reference,
-    scaled_shape,
-    weighted_group_order,
-)
-from inference.synth.render import (
-    render_cells,
-    render_distractors,
-    render_gold,
-    render_motor,
-    render_ribosome,
-    render_tomogram,
-    render_vesicle,
-)
-from inference.synth.scene import (
-    DEBRIS_DIAMETER_A,
-    GOLD_DIAMETER_A,
-    MAX_RIBOSOMES,
-    MEMBRANE_SEPARATION_A,
-    MEMBRANE_THICKNESS_A,
-    MOTOR_CONTRAST,
-    MOTOR_CORE_HALF_HEIGHT_A,
-    MOTOR_CORE_RADIUS_A,
-    MOTOR_DIAMETER_A,
-    MOTOR_MIN_SEPARATION_A,
-    MOTOR_RING_HALF_WIDTH_A,
-    MOTOR_RING_RADIUS_A,
-    MOTOR_THICKNESS_A,
-    MOTOR_TILT_SD_DEG,
-    RIBOSOME_CONTRAST,
-    RIBOSOME_DIAMETER_A,
-    RIBOSOMES_PER_A3,
-    VESICLE_DIAMETER_A,
-    VESICLE_MEMBRANE_A,
-    Cell,
-    draw_cells,
-    motor_radius_voxels,
-    place_motors,
-)
-
-__all__ = [
-    # the dataset and its command (this module)
-    "LABEL_COLUMNS", "SPLITS", "SUBMISSION_COLUMNS", "TEST_MOTOR_PROBABILITY", "add_cli", "generate", "run_cli",
-    # inference.synth.reference
-    "DEFAULT_SCALE", "MIN_DIM", "default_reference_csv", "load_reference", "scaled_shape",
-    # inference.synth.scene
-    "DEBRIS_DIAMETER_A", "GOLD_DIAMETER_A", "MAX_RIBOSOMES", "MEMBRANE_SEPARATION_A", "MEMBRANE_THICKNESS_A",
-    "MOTOR_CONTRAST", "MOTOR_CORE_HALF_HEIGHT_A", "MOTOR_CORE_RADIUS_A", "MOTOR_DIAMETER_A",
-    "MOTOR_MIN_SEPARATION_A", "MOTOR_RING_HALF_WIDTH_A", "MOTOR_RING_RADIUS_A", "MOTOR_THICKNESS_A",
-    "MOTOR_TILT_SD_DEG", "RIBOSOME_CONTRAST", "RIBOSOME_DIAMETER_A", "RIBOSOMES_PER_A3", "VESICLE_DIAMETER_A",
-    "VESICLE_MEMBRANE_A", "Cell", "draw_cells", "motor_radius_voxels", "place_motors",
-    # inference.synth.render
-    "render_cells", "render_distractors", "render_gold", "render_motor", "render_ribosome", "render_tomogram",
-    "render_vesicle",
-]
+from inference.synth.reference import DEFAULT_SCALE, load_reference, scaled_shape, weighted_group_order
+from inference.synth.render import render_tomogram
+from inference.synth.scene import draw_cells, place_motors
 
 log = logging.getLogger(__name__)
 
@@ -292,61 +236,3 @@ def generate(
     n_motors = int((labels["Number of motors"] > 0).sum())
     log.info("wrote %d %s tomograms (%d motors) to %s", n, split, n_motors, split_dir)
     return labels
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-def add_cli(subparsers) -> argparse.ArgumentParser:
-    """Register ``synth`` on the main CLI's subparsers; ``func=run_cli``."""
-    p = subparsers.add_parser(
-        "synth",
-        help="write synthetic BYU-style tomograms (JPEG slices + labels) for tests and demos",
-        description=(
-            "Write N synthetic cryo-ET tomograms in the Kaggle BYU layout: OUT/<split>/<tomo_id>/"
-            "slice_0000.jpg..., OUT/<split>_labels.csv and OUT/sample_submission.csv. "
-            "Deterministic per seed. See docs/SYNTH.md."
-        ),
-    )
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--n", type=int, default=8, metavar="N", help="number of tomograms (default: 8)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed, >= 0 (default: 0)")
-    p.add_argument("--split", choices=SPLITS, default="train",
-                   help="train: motor counts as in the reference; test: 0 or 1 motor (default: train)")
-    p.add_argument("--scale", type=float, default=DEFAULT_SCALE, metavar="F",
-                   help=f"shape factor on the real tomogram shapes, in (0, 1]; voxel spacing is kept "
-                        f"(default: {DEFAULT_SCALE})")
-    p.add_argument("--reference", type=Path, default=None, metavar="CSV",
-                   help="reference table of real shapes/spacings/motor counts "
-                        "(default: the packaged byu_tomograms_gt_v3.csv; a Kaggle train_labels.csv also works)")
-    p.add_argument("--quality", type=int, default=90, metavar="Q", help="JPEG quality 1-100 (default: 90)")
-    p.add_argument("--format", choices=("jpeg", "zarr"), default="jpeg", help="jpeg: a folder of slice_NNNN.jpg per "
-                   "tomogram (Kaggle's layout, default); zarr: <tomo_id>.zarr OME-Zarr pyramids (the CryoET Data "
-                   "Portal's format; needs zarr >= 3)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="allow a non-empty OUT/<split> folder (its tomo_* folders are replaced)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off with -q)")
-    p.set_defaults(func=run_cli)
-    return p
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``synth`` from parsed arguments; prints a one-line summary; returns the exit code."""
-    labels = generate(
-        args.out,
-        args.n,
-        args.seed,
-        split=args.split,
-        scale=args.scale,
-        reference_csv=args.reference,
-        jpeg_quality=args.quality,
-        progress=not (args.no_progress or args.quiet),
-        overwrite=args.overwrite,
-        fmt=args.format,
-    )
-    n_motors = int((labels["Number of motors"] > 0).sum())
-    print(  # the command's result line (stdout), not a diagnostic
-        f"synth: {labels['tomo_id'].nunique()} {args.split} tomograms, {n_motors} motors -> "
-        f"{Path(args.out) / args.split} (labels {Path(args.out) / f'{args.split}_labels.csv'})"
-    )
-    return 0

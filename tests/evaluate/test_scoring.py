@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inference.cli import score as cli_score
 from inference.common.errors import InputError
 from inference.evaluate import scoring
 from inference.evaluate.scoring import Score, per_tomogram, score_files, score_frames
@@ -241,7 +242,7 @@ def test_files_ignore_extra_columns_and_blank_lines(tmp_path):
 def _parser():
     parser = argparse.ArgumentParser(prog="inference")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    scoring.add_cli(subparsers)
+    cli_score.add_cli(subparsers)
     return parser
 
 
@@ -265,7 +266,7 @@ def test_cli_json(tmp_path, capsys):
 def test_cli_table(tmp_path, capsys):
     labels, sub = _cli_files(tmp_path)
     args = _parser().parse_args(["score", "--labels", str(labels), "--submission", str(sub)])
-    assert scoring.run_cli(args) == 0
+    assert cli_score.run_cli(args) == 0
     out = capsys.readouterr().out
     assert "F2" in out and "0.5556" in out and "TN" in out
 
@@ -281,7 +282,7 @@ def test_cli_input_error_propagates(tmp_path):
     labels, _ = _cli_files(tmp_path)
     args = _parser().parse_args(["score", "--labels", str(labels), "--submission", str(tmp_path / "none.csv")])
     with pytest.raises(InputError, match="none.csv"):
-        scoring.run_cli(args)
+        cli_score.run_cli(args)
 
 
 def test_real_labels_perfect_and_empty_submissions(real_labels):

@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 from export.tensorrt import check_profile_input, onnx_io
-from export.tensorrt_cache import cache_key, ensure_engine, mismatch_reasons
+from export.tensorrt_cache import cache_key, ensure_engine
 from inference.common.errors import InputError
 from inference.common.file_hash import sha256_file
 from inference.engines.tensorrt_sidecar import (
@@ -24,6 +24,7 @@ from inference.engines.tensorrt_sidecar import (
     EngineSidecar,
     RuntimeEnv,
     TensorInfo,
+    mismatch_reasons,
     read_sidecar,
     sidecar_path,
     write_sidecar,
@@ -157,11 +158,11 @@ def test_mismatch_reasons_name_each_difference(tmp_path):
     assert mismatch_reasons(sc, **ok) == []
     cases = {
         "another ONNX": dict(onnx_sha256="f" * 64),
-        "TensorRT 10.7.0 != running 10.8.0": dict(env=replace(H100, tensorrt_version="10.8.0")),
-        "compute capability 9.0 != this GPU's 7.5": dict(env=T4),
+        "built with TensorRT 10.7.0, running 10.8.0": dict(env=replace(H100, tensorrt_version="10.8.0")),
+        "built for compute capability 9.0 (NVIDIA H100 80GB HBM3), this GPU is 7.5": dict(env=T4),
         "fp16=False, wanted fp16=True": dict(fp16=True),
         "batch profile 1:2:4, wanted 1:4:8": dict(batch=BatchProfile(1, 4, 8)),
-        "engine file does not match": dict(engine_sha256="0" * 64),
+        "the engine file does not match its sidecar": dict(engine_sha256="0" * 64),
     }
     for text, change in cases.items():
         reasons = mismatch_reasons(sc, **{**ok, **change})
@@ -206,8 +207,8 @@ def test_ensure_engine_uses_a_matching_shipped_engine(tmp_path):
 
 
 @pytest.mark.parametrize("change, why", [
-    (dict(env=T4), "compute capability 9.0 != this GPU's 7.5"),
-    (dict(env=replace(H100, tensorrt_version="10.9.0")), "TensorRT 10.7.0 != running 10.9.0"),
+    (dict(env=T4), "built for compute capability 9.0 (NVIDIA H100 80GB HBM3), this GPU is 7.5"),
+    (dict(env=replace(H100, tensorrt_version="10.9.0")), "built with TensorRT 10.7.0, running 10.9.0"),
     (dict(fp16=True), "fp16=False, wanted fp16=True"),
     (dict(batch=BatchProfile(2, 4, 8)), "batch profile 1:2:4, wanted 2:4:8"),
 ])
@@ -232,7 +233,7 @@ def test_ensure_engine_rebuilds_when_the_onnx_or_the_engine_changed(tmp_path):
                       timing_cache=None, device_id=0)
     shipped.write_bytes(b"swapped engine")
     res = ensure_engine(onnx_path, shipped, tmp_path / "cache", env=H100, builder=FakeBuilder(H100))
-    assert res.built and "engine file does not match" in res.reason
+    assert res.built and "the engine file does not match its sidecar" in res.reason
     fixed_onnx(onnx_path, size=64)  # re-exported at another patch
     res2 = ensure_engine(onnx_path, res.path, tmp_path / "cache", env=H100, builder=FakeBuilder(H100))
     assert res2.built and res2.path != res.path and "another ONNX" in res2.reason

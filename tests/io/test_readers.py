@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from inference.common.errors import InputError
-from inference.io import image_decoders as decoders
+from inference.io import image_decoders
 from inference.io.image_decoders import available_decoders, get_decoder
 from inference.io.readers import Volume, iter_volumes, read_mrc, read_npy, read_slices, read_volume
 from inference.io.sources import list_sources, scan_sources, slice_files, tomo_id_of
@@ -257,9 +257,9 @@ def test_auto_falls_back_for_png(tmp_path, monkeypatch):
     vol = make_tomo(folder, n=3, fmt="png")
     assert np.array_equal(read_slices(folder, decoder="auto"), vol)
     # with cv2 "missing", PNG goes to the next backend that can read it
-    monkeypatch.setattr(decoders, "available_decoders", lambda: ["simplejpeg", "pil"])
+    monkeypatch.setattr(image_decoders, "available_decoders", lambda: ["simplejpeg", "pil"])
     assert np.array_equal(get_decoder("auto")(png), img)
-    monkeypatch.setattr(decoders, "available_decoders", lambda: ["simplejpeg"])
+    monkeypatch.setattr(image_decoders, "available_decoders", lambda: ["simplejpeg"])
     with pytest.raises(InputError, match="no installed decoder can read PNG"):
         get_decoder("auto")(png)
 
@@ -272,7 +272,7 @@ def test_unknown_decoder():
 
 def test_speed_order_is_respected():
     names = available_decoders()
-    assert names == [n for n in decoders.SPEED_ORDER if n in names]
+    assert names == [n for n in image_decoders.SPEED_ORDER if n in names]
 
 
 # --- MRC and npy --------------------------------------------------------------------------

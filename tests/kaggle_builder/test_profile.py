@@ -15,15 +15,9 @@ from inference.common.errors import InputError
 from inference.manifest.parse import load_manifest, parse_manifest
 from inference.synth.demo_models import write_demo_models
 from kaggle_builder.cost import T4_PEAK_FLOPS, flops_bound_seconds, onnx_flops, parse_flops_md, reference_windows
-from kaggle_builder.profile import (
-    HOST_SEGMENT,
-    MemberMeasure,
-    TomoMeasure,
-    parse_gpu_seconds,
-    profile_report,
-    run_profile,
-)
+from kaggle_builder.profile import HOST_SEGMENT, MemberMeasure, TomoMeasure, parse_gpu_seconds, profile_report
 from kaggle_builder.profile_render import Y_TOP_H, markdown
+from kaggle_builder.profile_run import run_profile
 from kaggle_builder.target import MEDIAN_SHAPE, MEDIAN_SPACING_A
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,6 +12,7 @@ import pytest
 
 from inference.cli.main import main
 from inference.engines import ort_providers as prov
+from inference.engines.tensorrt_sidecar import BatchProfile, EngineSidecar, TensorInfo, write_sidecar
 from inference.run import doctor
 from kernels.array_module import cupy_available
 from tests.fake_gpu_modules import FakeCupy, FakeOrt, importer
@@ -79,9 +80,11 @@ def test_no_cupy_fails_cuda_with_the_install_fix(tmp_path):
 def manifest_with_engine(tmp_path, cc="9.0"):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"serialized engine")
-    (tmp_path / "m.engine.json").write_text(json.dumps({
-        "format": "motorfinder-tensorrt-sidecar", "tensorrt_version": "10.16.1.11", "compute_capability": cc,
-        "gpu_name": "NVIDIA H100", "engine_sha256": hashlib.sha256(engine.read_bytes()).hexdigest()}))
+    write_sidecar(engine, EngineSidecar(
+        tensorrt_version="10.16.1.11", gpu_name="NVIDIA H100", compute_capability=cc, onnx_file="m.onnx",
+        onnx_sha256="0" * 64, engine_sha256=hashlib.sha256(engine.read_bytes()).hexdigest(), fp16=False,
+        batch_profile=BatchProfile(1, 1, 1), workspace_gb=4.0, inputs=(TensorInfo("input", (-1, 1, 32, 32, 32)),),
+        outputs=(TensorInfo("heatmap", (-1, 1, 2, 2, 2)),), built_at="2026-01-01T00:00:00Z"))
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text("target_spacing: 16.0\nmembers:\n  - {name: m, kind: 3d, model: m.engine, patch: [32, 32, 32], "
                         "stride: 16, normalize: {mean: 0.0, std: 255.0}}\nthreshold: {quantile: 0.5}\n")
@@ -145,7 +148,7 @@ def test_engines_are_checked_once_per_compute_capability_and_reported_per_gpu(tm
                            ("NVIDIA H100", 80 * GiB, (9, 0))])
     imp = importer({"onnxruntime": ort, "cupy": three, "tensorrt": types.SimpleNamespace(__version__="10.16.1.11")})
     checked = []
-    from inference.engines import tensorrt as trt_engine
+    from inference.engines import tensorrt_sidecar as trt_engine
     real = trt_engine.check_sidecar
     monkeypatch.setattr(trt_engine, "check_sidecar",
                         lambda *a, **k: checked.append(k["compute_capability"]) or real(*a, **k))

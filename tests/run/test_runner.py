@@ -57,20 +57,21 @@ def test_two_workers_byte_identical_to_one_and_to_in_process(data, tmp_path):
 def crash_on_victim(spec, settings, conn):
     """Worker entry that dies like kill -9 while running the tomogram named in CRASH_ON (once if CRASH_ONCE
     names a marker file that does not exist yet)."""
-    import inference.run.tomogram as pipeline
+    import inference.run.tomogram as tomogram
     from inference.run.backends.local_worker import worker_main
+    from inference.run.plan import FULL
 
     victim, marker = os.environ["CRASH_ON"], os.environ.get("CRASH_ONCE")
-    real = pipeline.run_loaded
+    real = tomogram.run_loaded
 
-    def run_loaded(loaded, ctx, plan=pipeline.FULL):
+    def run_loaded(loaded, ctx, plan=FULL):
         if loaded.tomo_id == victim and not (marker and Path(marker).exists()):
             if marker:
                 Path(marker).write_text("crashed once")
             os.kill(os.getpid(), signal.SIGKILL)
         return real(loaded, ctx, plan)
 
-    pipeline.run_loaded = run_loaded
+    tomogram.run_loaded = run_loaded
     worker_main(spec, settings, conn)
 
 

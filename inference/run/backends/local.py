@@ -5,7 +5,7 @@ a device), each with its engines built once and its own prefetch thread. A worke
 (its engines do not load, its GPU is broken) is reported in one warning and the run goes on with the
 others; when none can start, the run stops with the reason (one line when they all give the same
 one: a model that does not fit the manifest). A worker that dies holding a tomogram: that tomogram
-is retried once elsewhere, then recorded as failed. Results go through :meth:`inference.runner.Run.record`.
+is retried once elsewhere, then recorded as failed. Results go through :meth:`inference.run.runner.Run.record`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class _WorkerState:
 
 
 def run_workers(run, planner, worker_entry=None, on_workers: Callable[[int], None] | None = None) -> None:
-    """Run ``run.pending`` on worker processes (the module docstring); ``run``: an :class:`inference.runner.Run`."""
+    """Run ``run.pending`` on worker processes (the module docstring); ``run``: an :class:`inference.run.runner.Run`."""
     from multiprocessing.connection import wait
 
     from inference.run.backends.local_worker import Task, WorkerSpec, worker_main

@@ -1,7 +1,7 @@
 """A worker process: one per device (or per CPU share), started with ``spawn``.
 
 It pins its device BEFORE anything imports CUDA (``CUDA_VISIBLE_DEVICES`` set to the dispatcher's
-entry for that GPU, :func:`inference.gpus.pin_value`), builds every member's engine once, then pulls tomograms from the dispatcher one at a time. A prefetch thread reads and
+entry for that GPU, :func:`inference.engines.gpus.pin_value`), builds every member's engine once, then pulls tomograms from the dispatcher one at a time. A prefetch thread reads and
 resamples tomogram k+1 while the engines run on k; a semaphore keeps at most one loaded tomogram
 waiting, so memory stays flat. Tasks run in the order given, so the dispatcher knows that the
 oldest task a dead worker held is the one it was running. The worker talks to the dispatcher over
@@ -9,7 +9,7 @@ one duplex pipe; a send is written to the pipe before it returns, so nothing a w
 lost when it is killed right after. Messages to the dispatcher:
 
 * ``("ready", wid)``: give me a task (the reply is a :class:`Task` or ``None`` = stop);
-* ``("done", wid, index, result_json)``: its :class:`~inference.results.TomoResult`;
+* ``("done", wid, index, result_json)``: its :class:`~inference.run.results.TomoResult`;
 * ``("fatal", wid, message)``: the worker cannot work at all (e.g. an engine does not load); it
   exits, the dispatcher reports it and goes on with the other workers.
 
@@ -60,8 +60,8 @@ class WorkerSpec:
 def worker_main(spec: WorkerSpec, settings, conn) -> None:
     """Process entry point (top level, so ``spawn`` can import it).
 
-    ``settings``: the run's :class:`inference.runner.PredictConfig`; ``conn``: this worker's end of
-    a duplex ``multiprocessing.Pipe``. Each task carries the :class:`~inference.pipeline.Plan` the
+    ``settings``: the run's :class:`inference.run.runner.PredictConfig`; ``conn``: this worker's end of
+    a duplex ``multiprocessing.Pipe``. Each task carries the :class:`~inference.run.tomogram.Plan` the
     dispatcher chose for it (the deadline guard).
     """
     send_lock = threading.Lock()  # two threads send on one connection

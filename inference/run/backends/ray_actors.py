@@ -1,11 +1,11 @@
 """``predict --backend ray``: the per-tomogram pipeline on Ray actors, one per GPU or CPU share.
 
-The driver (this process) keeps what the local runner keeps: the :class:`~inference.runner.Run`
+The driver (this process) keeps what the local runner keeps: the :class:`~inference.run.runner.Run`
 (per-tomogram results written atomically, resume, the submission rewritten as results arrive),
 the progress bar, and the retry rule (a tomogram whose actor dies is retried once, then written as
 -1). Only tomogram SOURCES (paths or URLs) go to the actors; each actor reads its tomograms
-itself, builds its engines once (:func:`inference.pipeline.make_context`) and returns the small
-JSON :class:`~inference.results.TomoResult`. No volume passes through the driver or the object store.
+itself, builds its engines once (:func:`inference.run.tomogram.make_context`) and returns the small
+JSON :class:`~inference.run.results.TomoResult`. No volume passes through the driver or the object store.
 
 * Pull: an actor has one call in flight, ``run(task, upcoming)``: it runs ``task`` and reads
   ``upcoming`` (the tomogram it will get next) in a background thread meanwhile, so reading overlaps
