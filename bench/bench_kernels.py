@@ -196,7 +196,7 @@ def bench_accumulate(t: Table, cp, args):
 def bench_nms(t: Table, cp, args):
     import scipy.ndimage as snd
 
-    from inference.predict.peaks import max_filter
+    from inference.decode.peaks import max_filter
     from kernels.nms import local_max_mask, local_max_mask_ref
 
     shape, k, min_conf = (20, 60, 60), 3, 0.02
@@ -222,7 +222,7 @@ def bench_nms(t: Table, cp, args):
 
     def inference_mask():
         return (dheat == max_filter(dheat, k, xp=cp)) & (dheat >= np.float32(min_conf))
-    t.add("nms", size, "CuPy `inference.predict.peaks.max_filter` (xp=cupy) + mask",
+    t.add("nms", size, "CuPy `inference.decode.peaks.max_filter` (xp=cupy) + mask",
           time_gpu(cp, inference_mask, args.repeats, 50), parity(inference_mask(), ref))
 
     def cupyx_mask():

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.decode.peaks import cell_centres_A, cells_to_voxels
 from inference.manifest.types import Member
 from inference.predict.grid_windows import end_starts, end_step, stride_starts
-from inference.predict.peaks import cell_centres_A, cells_to_voxels
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 :class:`MemberPredictor` is the stateful part (it holds the engine); the steps it calls are the
 stateless helpers of :mod:`inference.predict.resample`, :mod:`inference.predict.windows` (cell-aligned windows),
 :mod:`inference.predict.grid_loop` (the recipe's resized grid), :mod:`inference.predict.tta`,
-:mod:`inference.predict.peaks`, :mod:`inference.predict.nms_points` and :mod:`inference.predict.geometry`. Everything is
+:mod:`inference.decode.peaks`, :mod:`inference.decode.nms_points` and :mod:`inference.predict.geometry`. Everything is
 written against an array module ``xp``.
 
 Both member kinds run as one 3D sliding window over (z, y, x):
@@ -32,11 +32,11 @@ import numpy as np
 
 from inference.common.errors import ModelOutputError
 from inference.common.timing import StageTimer
+from inference.decode.nms_points import greedy_nms
+from inference.decode.peaks import find_peaks, nms_kernel_for
 from inference.manifest.types import Member, Transform
 from inference.predict.geometry import border_mask, cell_voxels, grid_window_starts, member_geometry
 from inference.predict.grid_loop import sliding_window_grid
-from inference.predict.nms_points import greedy_nms
-from inference.predict.peaks import find_peaks, nms_kernel_for
 from inference.predict.resample import affine_of, resample
 from inference.predict.tta import apply, invert
 from inference.predict.windows import count_windows, pad_end, sliding_window

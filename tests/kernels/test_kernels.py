@@ -20,8 +20,8 @@ import sys
 import numpy as np
 import pytest
 
+from inference.decode.peaks import find_peaks, max_filter
 from inference.manifest.types import Normalize
-from inference.predict.peaks import find_peaks, max_filter
 from inference.predict.resample import normalize, resample
 from inference.predict.windows import pad_end, padded_size, sliding_window, window_starts
 from kernels.accumulate import accumulate, accumulate_ref

@@ -10,12 +10,12 @@ import math
 import numpy as np
 import pytest
 
+from inference.decode.nms_points import greedy_nms
 from inference.ensemble.fusion import fuse_points
 from inference.ensemble.submission import decide
 from inference.manifest.types import Decode, Member, Normalize, Resample, Slices, Stitch, Threshold, Windows, parse_tta
 from inference.predict.geometry import cell_voxels, member_geometry
 from inference.predict.grid_windows import end_starts, end_step, grid_cells, resize_linear, scale_range, window_plan
-from inference.predict.nms_points import greedy_nms
 from inference.predict.predictor import MemberPredictor
 from inference.predict.tta import apply, invert
 from kernels.resample import axis_table, output_length, quantize_uint8_ref, resample_normalize_ref

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from inference.predict.peaks import cell_centres_A, cells_to_voxels, find_peaks, max_filter
+from inference.decode.peaks import cell_centres_A, cells_to_voxels, find_peaks, max_filter
 
 
 def test_two_separated_peaks_and_suppression():
@@ -68,7 +68,7 @@ def test_cell_geometry_formula():
 
 
 def test_per_axis_kernel_and_physical_extent():
-    from inference.predict.peaks import nms_kernel_for
+    from inference.decode.peaks import nms_kernel_for
 
     assert nms_kernel_for((256.0, 256.0, 256.0), 3) == (3, 3, 3)
     assert nms_kernel_for((64.0, 256.0, 256.0), 3) == (13, 3, 3)   # 3*256/64 = 12 -> odd 13

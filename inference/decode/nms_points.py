@@ -1,6 +1,6 @@
 """Greedy non-maximum suppression of points by Euclidean distance (``decode.nms_radius_A``).
 
-Points come in order of preference (conf descending, as :func:`inference.predict.peaks.find_peaks`
+Points come in order of preference (conf descending, as :func:`inference.decode.peaks.find_peaks`
 returns them); each is kept if it lies at least ``radius`` from EVERY point kept before it
 (a distance exactly ``radius`` keeps it, as the recipe's ``keypoints_nms``), until ``max_keep``
 are kept. Host-side NumPy on both paths: only the candidates leave the device.
