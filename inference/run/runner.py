@@ -1,19 +1,25 @@
 """``predict``: every tomogram of an input folder through the ensemble, to candidates and a submission.
 
-Two ways to run, one result:
+Three backends (:mod:`inference.run.backends`, chosen by name through
+:mod:`inference.run.backends.registry`; this module imports none of them), one result:
 
-* in-process (``workers=0``, the Python API's default): a prefetch thread loads tomogram k+1
-  (decode, resample) while the engines run on k;
-* worker processes (``workers>=1`` on CPU, or one per GPU with ``devices``): spawned workers pull
-  tomograms one at a time from a dispatcher (a slow tomogram never idles a device), each with
-  its engines built once and its own prefetch thread (:mod:`inference.run.backends.local_worker`). ``devices='all'``
-  uses every GPU this process sees, counted at run time (:mod:`inference.engines.gpus`). A worker that
-  cannot start (its engines do not load, its GPU is broken) is reported in one warning and the
-  run goes on with the others; only when none can start is it an error;
-* Ray actors (``backend='ray'``): the same, one actor per GPU or CPU share on a Ray cluster
-  (:mod:`inference.run.backends.ray_actors`), recorded by the same :class:`Run`.
+* in-process (``workers=0``, the Python API's default; :mod:`inference.run.backends.inprocess`): a
+  prefetch thread loads tomogram k+1 (decode, resample) while the engines run on k;
+* worker processes (``workers>=1`` on CPU, or one per GPU with ``devices``;
+  :mod:`inference.run.backends.local`): spawned workers pull tomograms one at a time from a
+  dispatcher (a slow tomogram never idles a device), each with its engines built once and its own
+  prefetch thread. ``devices='all'`` uses every GPU this process sees, counted at run time
+  (:mod:`inference.engines.gpus`). A worker that cannot start (its engines do not load, its GPU is
+  broken) is reported in one warning and the run goes on with the others; only when none can start
+  is it an error;
+* Ray actors (``backend='ray'``; :mod:`inference.run.backends.ray_actors`): the same, one actor per
+  GPU or CPU share on a Ray cluster.
 
-:class:`Run` is what every backend shares (this module's two, and others built on it): the input
+Every backend hands out tasks and reads results through one task ledger
+(:mod:`inference.run.backends.ledger`) and runs a tomogram with the same two calls
+(:func:`inference.run.tomogram.load_task`, :func:`inference.run.tomogram.run_task`).
+
+:class:`Run` is what every backend records into: the input
 listing (every entry not used named in a WARNING; a tomo_id with two sources fails alone), the
 checks before any work (:mod:`inference.run.preflight`), the work folder (:mod:`inference.run.results`,
 :mod:`inference.run.workdir`: locked, keyed by the inputs, resumed, failed tomograms retried) and the
@@ -36,9 +42,8 @@ from typing import Callable
 import pandas as pd
 
 from inference.common.atomic import write_csv_atomic
-from inference.common.errors import InputError, WriteError, one_line
+from inference.common.errors import WriteError, one_line
 from inference.common.names import name_list
-from inference.common.progress import progress_bar
 from inference.common.timing import StageTimer
 from inference.engines import gpus
 from inference.engines.base import EngineOptions
@@ -48,15 +53,31 @@ from inference.io.sources import scan_sources, tomo_id_of
 from inference.io.spacing import check_spacing, load_spacing_table
 from inference.manifest.types import Manifest
 from inference.run import preflight, workdir
-from inference.run.plan import FULL, STOP, Plan
+from inference.run.backends import registry
+from inference.run.plan import FULL, Plan
 from inference.run.results import ResultStore, TomoResult
-from inference.run.tomogram import failure, load, make_context, prefetched, run_loaded
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PredictConfig:
+    """The settings of one ``predict`` run (the command line's options, or the Python API's arguments).
+
+    What is read: ``manifest`` (the ensemble), the sources in ``input_dir`` (a folder, one source or a
+    listing), each tomogram's spacing from ``spacing_csv``, else its header, else ``default_spacing``
+    (None: the manifest's), the OME-Zarr level ``zarr_level``. What is written: the submission at
+    ``output`` (ids in ``sample_submission``'s order when given), each fusion input's candidates in
+    ``candidates_dir``, copick picks in ``copick_out``, the per-tomogram results in ``work_dir``
+    (resumed unless ``restart``). Where it runs: ``backend`` with ``workers`` / ``devices`` (see the
+    module docstring), ``engine`` (device, fp16, threads). Settings that change results (the inputs,
+    the default spacing, ``decoder``, ``engine.fp16``, ``zarr_level``) key the stored results; where
+    and how fast it runs (``backend``, ``workers``, ``devices``, threads) never changes a byte of the
+    output. ``deadline_h`` may lower the ensemble for tomograms the budget cannot fit otherwise (each
+    result records its level; :mod:`inference.run.deadline`); ``retries`` is how often a tomogram whose
+    worker died is run again. Frozen: the runner makes a copy when it resolves ``devices='all'``.
+    """
+
     manifest: Manifest
     input_dir: Path
     output: Path
@@ -205,17 +226,13 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
     (a top-level function with its signature; tests use it to inject crashes). ``actor_hook(tomo_id,
     attempt)`` runs on a Ray actor before each tomogram's engines (tests: crashes).
     """
-    if cfg.backend not in ("local", "ray"):
-        raise InputError(None, f"unknown backend {cfg.backend!r}", "use 'local' or 'ray'")
-    if cfg.backend == "ray":  # before anything is written: a missing Ray is an option error
-        from inference.run.backends.ray_actors import import_ray
-
-        import_ray()
+    name = registry.backend_name(cfg.backend, cfg.workers, cfg.devices)
+    registry.check(name)  # before anything is written: a missing Ray is an option error
     run = Run(cfg)
     logger.info("%d tomograms (%d to do), %d member(s): %s", len(run.ids), len(run.pending),
                 len(cfg.manifest.members), ", ".join(m.name for m in cfg.manifest.members))
     try:
-        if cfg.devices and run.pending and cfg.backend == "local":
+        if cfg.devices and run.pending and name == "local":
             run.cfg = cfg = replace(cfg, devices=gpus.resolve_devices(cfg.devices))
             logger.info("GPU worker(s) on visible device(s) %s", ", ".join(map(str, cfg.devices)))
         guard = None
@@ -228,21 +245,12 @@ def run_predict(cfg: PredictConfig, engine_factory: Callable | None = None,
             run.observers.append(guard.observe)
             planner = guard
         planner = planner or (lambda: FULL)
-        if run.pending and cfg.backend == "ray":
-            if engine_factory is not None:
+        if run.pending:
+            if engine_factory is not None and name != "inprocess":
                 raise ValueError("engine_factory works in-process only (workers=0)")
-            from inference.run.backends.ray_actors import run_ray
-
-            run_ray(run, planner, on_workers=guard and _set_workers(guard), actor_hook=actor_hook)
-        elif run.pending:
-            if cfg.workers == 0 and not cfg.devices:
-                _run_in_process(run, engine_factory, planner)
-            else:
-                if engine_factory is not None:
-                    raise ValueError("engine_factory works in-process only (workers=0)")
-                from inference.run.backends.local import run_workers
-
-                run_workers(run, planner, worker_entry, on_workers=guard and _set_workers(guard))
+            hooks = {"engine_factory": engine_factory, "worker_entry": worker_entry, "actor_hook": actor_hook}
+            hook = registry.HOOKS[name]  # the one this backend takes; the others do not apply to it
+            registry.backend(name)(run, planner, on_workers=guard and _set_workers(guard), **{hook: hooks[hook]})
     except BaseException as exc:
         # on an interrupt and on an escaping error the submission is still written (unreached: -1)
         finish_after_error(run, exc)
@@ -272,41 +280,6 @@ def _set_workers(guard):
     def set_workers(n: int) -> None:  # the deadline guard's projection divides by the live workers
         guard.workers = max(1, n)
     return set_workers
-
-
-# ---------------------------------------------------------------------------------- in-process
-
-
-def _run_in_process(run: Run, engine_factory, planner) -> None:
-    cfg = run.cfg
-    ctx = make_context(cfg.manifest, engine=cfg.engine, spacing_table=run.spacing_table,
-                       default_spacing=cfg.default_spacing, decoder=cfg.decoder, read_threads=cfg.read_threads,
-                       engine_factory=engine_factory, zarr_level=cfg.zarr_level)
-    pending = run.pending
-
-    def todo():  # lazy: the plan is chosen when the tomogram is loaded
-        for i in pending:
-            plan = planner()
-            if plan is STOP:
-                return
-            yield i, plan
-
-    bar = progress_bar(len(run.ids), len(run.ids) - len(pending), cfg.progress)
-    try:
-        for (i, plan), loaded, err in prefetched(todo(), lambda item: load(run.sources[item[0]], ctx, item[1]),
-                                                handoff=ctx.handoff()):
-            tomo_id = run.ids[i]
-            if err is not None:
-                result = failure(tomo_id, err, run.sources[i])
-            else:
-                try:
-                    result = run_loaded(loaded, ctx, plan)
-                except Exception as exc:  # one bad tomogram must not lose the run: record it, write -1
-                    result = failure(tomo_id, exc, run.sources[i])
-            run.record(result)
-            bar.update(1)
-    finally:
-        bar.close()
 
 
 # ------------------------------------------------------------------------------------- finish

@@ -1,8 +1,11 @@
-"""The work on one tomogram, shared by the in-process loop and the worker processes.
+"""The work on one tomogram, the same on every backend (in-process, worker process, Ray actor).
 
 :func:`load` (read, spacing, resample for each member geometry) and :func:`run_loaded` (members,
 decode, fusion) are split so a prefetch thread can load tomogram k+1 while the engines run on k.
-:class:`Context` holds what a process builds once: the manifest, one predictor (engine) per member.
+:class:`Context` holds what a process builds once: the manifest, one predictor (engine) per member;
+:func:`context_for` builds it from a run's settings. :func:`load_task` and :func:`run_task` are a
+task's two halves as every backend runs them (a failure in either is the task's result, never the
+backend's error).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from inference.engines.base import EngineOptions, InputHint
 from inference.engines.registry import load_engine
 from inference.ensemble.fusion import fuse_members
 from inference.io import intensity, readers
+from inference.io.listing_file import as_source
 from inference.io.omezarr import LevelMap
 from inference.io.sources import tomo_id_of
 from inference.io.spacing import resolve_spacing
@@ -81,6 +85,21 @@ def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_table: di
     default = default_spacing if default_spacing is not None else manifest.default_spacing
     return Context(manifest=manifest, predictors=predictors, spacing_table=spacing_table, default_spacing=default,
                    decoder=decoder, read_threads=read_threads, zarr_level=zarr_level)
+
+
+def context_for(settings, *, spacing_table: dict[str, float] | None, device: str | None = None,
+                threads: int | None = None, engine_factory: Callable | None = None) -> Context:
+    """The :class:`Context` of a run's ``settings`` (an :class:`inference.run.runner.PredictConfig`) in this
+    process. ``device`` (a worker's): its engines on that device, as device 0 (a worker sees only its
+    pinned GPU), with ``threads`` intra-op threads unless the run's engine options name a number;
+    None: the run's engine options as they are (in-process)."""
+    engine = settings.engine
+    if device is not None:
+        engine = replace(engine, device=device, device_id=0, threads=threads or engine.threads)
+    return make_context(settings.manifest, engine=engine, spacing_table=spacing_table,
+                        default_spacing=settings.default_spacing, decoder=settings.decoder,
+                        read_threads=settings.read_threads, engine_factory=engine_factory,
+                        zarr_level=settings.zarr_level)
 
 
 def member_engine_options(engine: EngineOptions, member) -> EngineOptions:
@@ -209,6 +228,27 @@ def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
         fused=TomoResult.points(fused_zyx, fused_conf), seconds=dict(timer.totals), member_seconds=member_seconds,
         degrade=plan.level, intensity=loaded.intensity,
     )
+
+
+def load_task(task, ctx: Context) -> Loaded:
+    """:func:`load` for a task (an :class:`inference.run.backends.ledger.Task`: its source and plan)."""
+    return load(as_source(task.source), ctx, task.plan or FULL)
+
+
+def run_task(task, loaded: Loaded | None, error: BaseException | None, ctx: Context) -> TomoResult:
+    """The result of ``task`` once its load gave ``loaded`` or raised ``error``: :func:`run_loaded` on it,
+    or the failure (logged in one line, :func:`failure`) of the load or of the run; ``attempts`` counted
+    from the task's. One bad tomogram never stops the caller."""
+    tomo_id = tomo_id_of(task.source)
+    if error is not None:
+        result = failure(tomo_id, error, task.source)
+    else:
+        try:
+            result = run_loaded(loaded, ctx, task.plan or FULL)
+        except Exception as exc:  # one bad tomogram must not stop the caller: its failure, written as -1
+            result = failure(tomo_id, exc, task.source)
+    result.attempts = task.attempt + 1
+    return result
 
 
 def failure(tomo_id: str, exc: BaseException, source: str | Path | None = None) -> TomoResult:

@@ -180,7 +180,8 @@ def test_worker_holds_at_most_two_tomograms(data, tmp_path):
     loaded tomogram waits beside the running one."""
     from multiprocessing import Pipe
 
-    from inference.run.backends.local_worker import Task, WorkerSpec, worker_main
+    from inference.run.backends.ledger import Task
+    from inference.run.backends.local_worker import WorkerSpec, worker_main
 
     cfg = config(data, tmp_path, workers=1)
     mine, theirs = Pipe(duplex=True)

@@ -1,14 +1,22 @@
 """A worker process: one per device (or per CPU share), started with ``spawn``.
 
 It pins its device BEFORE anything imports CUDA (``CUDA_VISIBLE_DEVICES`` set to the dispatcher's
-entry for that GPU, :func:`inference.engines.gpus.pin_value`), builds every member's engine once, then pulls tomograms from the dispatcher one at a time. A prefetch thread reads and
-resamples tomogram k+1 while the engines run on k; a semaphore keeps at most one loaded tomogram
-waiting, so memory stays flat. Tasks run in the order given, so the dispatcher knows that the
-oldest task a dead worker held is the one it was running. The worker talks to the dispatcher over
-one duplex pipe; a send is written to the pipe before it returns, so nothing a worker said is
-lost when it is killed right after. Messages to the dispatcher:
+entry for that GPU, :func:`inference.engines.gpus.pin_value`), builds every member's engine once
+(:func:`inference.run.tomogram.context_for`), then pulls tomograms from the dispatcher one at a time.
 
-* ``("ready", wid)``: give me a task (the reply is a :class:`Task` or ``None`` = stop);
+Read-ahead: a prefetch thread reads and resamples tomogram k+1 while the engines run on k, and it
+asks the dispatcher for a task only when a slot is free (a semaphore: at most one loaded tomogram
+waits beside the running one, so memory stays flat). This differs on purpose from the in-process
+prefetch (:func:`inference.run.tomogram.prefetched`, which takes its next task as soon as its queue
+has room): a worker holds at most the task it runs and the one it reads, and runs them in the order
+given, so the dispatcher knows that the oldest task a dead worker held is the one it was running
+(the blame rule, :mod:`inference.run.backends.ledger`). The Ray actor keeps the same order its own way.
+
+The worker talks to the dispatcher over one duplex pipe; a send is written to the pipe before it
+returns, so nothing a worker said is lost when it is killed right after. Messages to the dispatcher:
+
+* ``("ready", wid)``: give me a task (the reply is an :class:`inference.run.backends.ledger.Task` or
+  ``None`` = stop);
 * ``("done", wid, index, result_json)``: its :class:`~inference.run.results.TomoResult`;
 * ``("fatal", wid, message)``: the worker cannot work at all (e.g. an engine does not load); it
   exits, the dispatcher reports it and goes on with the other workers.
@@ -30,18 +38,6 @@ import queue
 import signal
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from inference.run.plan import Plan
-
-
-@dataclass(frozen=True)
-class Task:
-    index: int
-    source: str
-    attempt: int = 0
-    plan: "Plan | None" = None  # None: the full ensemble
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
     """Process entry point (top level, so ``spawn`` can import it).
 
     ``settings``: the run's :class:`inference.run.runner.PredictConfig`; ``conn``: this worker's end of
-    a duplex ``multiprocessing.Pipe``. Each task carries the :class:`~inference.run.tomogram.Plan` the
+    a duplex ``multiprocessing.Pipe``. Each task carries the :class:`~inference.run.plan.Plan` the
     dispatcher chose for it (the deadline guard).
     """
     send_lock = threading.Lock()  # two threads send on one connection
@@ -80,20 +76,11 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
     logging.basicConfig(level=spec.log_level, format=f"%(levelname)s worker{spec.wid} %(name)s: %(message)s")
     log = logging.getLogger(__name__)
 
-    from dataclasses import replace
-
     from inference.common.errors import one_line
-    from inference.io.listing_file import as_source
-    from inference.io.sources import tomo_id_of
-    from inference.run.plan import FULL
-    from inference.run.tomogram import failure, load, make_context, run_loaded
+    from inference.run.tomogram import context_for, load_task, run_task
 
-    # the pinned GPU is device 0 inside this process
-    engine = replace(settings.engine, device=spec.device, device_id=0, threads=spec.threads or settings.engine.threads)
     try:
-        ctx = make_context(settings.manifest, engine=engine, spacing_table=spec.spacing_table,
-                           default_spacing=settings.default_spacing, decoder=settings.decoder,
-                           read_threads=settings.read_threads, zarr_level=settings.zarr_level)
+        ctx = context_for(settings, spacing_table=spec.spacing_table, device=spec.device, threads=spec.threads)
     except Exception as exc:  # nothing can run here: tell the dispatcher instead of dying silently
         log.debug("worker %d cannot start", spec.wid, exc_info=exc)
         send(("fatal", spec.wid, one_line(exc)))
@@ -105,7 +92,7 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
 
     def prefetch():
         while True:
-            slots.acquire()
+            slots.acquire()  # ask for a task only when a slot is free (the module docstring)
             send(("ready", spec.wid))
             try:
                 task = conn.recv()
@@ -115,7 +102,7 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
                 local.put(None)
                 return
             try:
-                loaded, event = handoff.produce(lambda t: load(as_source(t.source), ctx, t.plan or FULL), task)
+                loaded, event = handoff.produce(lambda t: load_task(t, ctx), task)
                 local.put((task, loaded, event, None))
             except Exception as exc:  # recorded as a failed tomogram by the consumer
                 local.put((task, None, None, exc))
@@ -128,16 +115,8 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
         slots.release()
         task, loaded, event, err = item
         handoff.consume(event)
-        tomo_id = tomo_id_of(task.source)
-        if err is not None:
-            result = failure(tomo_id, err, task.source)
-        else:
-            try:
-                result = run_loaded(loaded, ctx, task.plan or FULL)
-            except Exception as exc:  # one bad tomogram must not stop the worker
-                result = failure(tomo_id, exc, task.source)
-        result.attempts = task.attempt + 1
-        del loaded
+        result = run_task(task, loaded, err, ctx)
+        del loaded, item
         send(("done", spec.wid, task.index, result.to_json()))
     log.debug("worker %d done", spec.wid)
 

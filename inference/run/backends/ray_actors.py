@@ -1,20 +1,23 @@
 """``predict --backend ray``: the per-tomogram pipeline on Ray actors, one per GPU or CPU share.
 
-The driver (this process) keeps what the local runner keeps: the :class:`~inference.run.runner.Run`
-(per-tomogram results written atomically, resume, the submission rewritten as results arrive),
-the progress bar, and the retry rule (a tomogram whose actor dies is retried once, then written as
--1). Only tomogram SOURCES (paths or URLs) go to the actors; each actor reads its tomograms
-itself, builds its engines once (:func:`inference.run.tomogram.make_context`) and returns the small
-JSON :class:`~inference.run.results.TomoResult`. No volume passes through the driver or the object store.
+The driver (this process) keeps what the local backend keeps: the :class:`~inference.run.runner.Run`
+(per-tomogram results written atomically, resume, the submission rewritten as results arrive) and
+the task ledger (:mod:`inference.run.backends.ledger`: the progress bar, record once, the blame
+rule, the restart budget, start failures); this module is the transport (``ray.wait``). Only
+tomogram SOURCES (paths or URLs) go to the actors; each actor reads its tomograms itself, builds its
+engines once (:func:`inference.run.tomogram.context_for`) and returns the small JSON
+:class:`~inference.run.results.TomoResult`. No volume passes through the driver or the object store.
 
 * Pull: an actor has one call in flight, ``run(task, upcoming)``: it runs ``task`` and reads
   ``upcoming`` (the tomogram it will get next) in a background thread meanwhile, so reading overlaps
   the engines and at most two tomograms are in its memory. The driver sends the next call to
   whichever actor returns first (``ray.wait``), so a slow tomogram never idles the others.
 * Blame: the call in flight is the tomogram an actor was running when it died: it is charged
-  with the death (retried once, then -1); the announced one goes back to the queue uncharged, as
-  in :mod:`inference.run.runner`. (With two calls in flight a finished call's reply can be lost with
-  the process, and the wrong tomogram would be charged.)
+  with the death (retried once, then -1); the announced one goes back to the queue uncharged (the
+  ledger's blame rule, with the call in flight first). An actor gets its next call only when the one
+  in flight has returned, as a local worker asks for a task only with a free slot and unlike the
+  in-process prefetch, on purpose: with two calls in flight a finished call's reply could be lost
+  with the process, and the wrong tomogram would be charged.
 * Start: an actor whose engines do not load (or that dies first) is reported in one warning and
   the run goes on with the others; only when none starts is it an error.
 * Cluster: ``--ray-address`` (else ``$RAY_ADDRESS``) joins a running cluster; without either a
@@ -31,18 +34,18 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 from inference.common.errors import EngineError, InputError
-from inference.run.backends.local_worker import Task
-from inference.run.plan import STOP
+from inference.run.backends.ledger import Task, TaskLedger
 from inference.run.results import TomoResult
 
 logger = logging.getLogger(__name__)
 
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20  # results are small JSON: a local Ray needs little
 START_WARN_S = 60.0     # warn about actors still waiting for resources after this long
+START_FIX = "see the reason above (python -m inference doctor checks a node's set-up)"
 
 
 def import_ray():
@@ -116,31 +119,27 @@ class TomogramActor:
         """Build the engines: ``{"pid", "node"}``, or ``{"fatal": why}`` when nothing can run here."""
         import ray
 
-        from inference.run.tomogram import make_context
+        from inference.common.errors import one_line
+        from inference.run.tomogram import context_for
 
         node = ray.util.get_node_ip_address()
-        s = self.settings
-        engine = replace(s.engine, device=self.spec.device, device_id=0, threads=self.spec.threads or s.engine.threads)
-        missing = [str(m.model) for m in s.manifest.members if not m.model.exists()]
+        missing = [str(m.model) for m in self.settings.manifest.members if not m.model.exists()]
         if missing:
             return {"fatal": f"model file(s) not found on node {node}: {', '.join(missing)} (every node needs the "
                              "manifest's model files at the same paths)"}
         try:
-            self.ctx = make_context(s.manifest, engine=engine, spacing_table=self.table,
-                                    default_spacing=s.default_spacing, decoder=s.decoder, read_threads=s.read_threads,
-                                    zarr_level=s.zarr_level)
+            self.ctx = context_for(self.settings, spacing_table=self.table, device=self.spec.device,
+                                   threads=self.spec.threads)
         except Exception as exc:  # nothing can run here: say why instead of dying silently
-            return {"fatal": f"{type(exc).__name__}: {exc}"}
+            return {"fatal": one_line(exc)}
         self.handoff = self.ctx.handoff()  # on a GPU: reads ahead on their own stream, handed over by an event
         return {"pid": os.getpid(), "node": node}
 
     def _load(self, task: Task) -> dict:
-        from inference.io.listing_file import as_source
-        from inference.run.plan import FULL
-        from inference.run.tomogram import load
+        from inference.run.tomogram import load_task
 
         try:
-            loaded, event = self.handoff.produce(lambda t: load(as_source(t.source), self.ctx, t.plan or FULL), task)
+            loaded, event = self.handoff.produce(lambda t: load_task(t, self.ctx), task)
             return {"loaded": loaded, "event": event}
         except Exception as exc:  # recorded as a failed tomogram by run()
             return {"error": exc}
@@ -164,24 +163,15 @@ class TomogramActor:
     def run(self, task: Task, upcoming: Task | None) -> tuple[int, str]:
         """Run ``task`` (read ahead if it was announced) while reading ``upcoming`` in the background."""
         from inference.io.sources import tomo_id_of
-        from inference.run.plan import FULL
-        from inference.run.tomogram import failure, run_loaded
+        from inference.run.tomogram import run_task
 
         outcome = self._take(task)
         self.handoff.consume(outcome.get("event"))
         if upcoming is not None:
             self._read_ahead(upcoming)
-        tomo_id = tomo_id_of(task.source)
-        if "error" in outcome:
-            result = failure(tomo_id, outcome["error"], task.source)
-        else:
-            if self.hook is not None:
-                self.hook(tomo_id, task.attempt)
-            try:
-                result = run_loaded(outcome.pop("loaded"), self.ctx, task.plan or FULL)
-            except Exception as exc:  # one bad tomogram must not stop the actor
-                result = failure(tomo_id, exc, task.source)
-        result.attempts = task.attempt + 1
+        if self.hook is not None and "error" not in outcome:
+            self.hook(tomo_id_of(task.source), task.attempt)
+        result = run_task(task, outcome.pop("loaded", None), outcome.get("error"), self.ctx)
         return task.index, result.to_json()
 
 
@@ -196,39 +186,39 @@ class _Actor:
     running: tuple[int, object] | None = None  # (task index, ref) of the call in flight
     upcoming: Task | None = None  # announced to the actor with that call: its next task
 
+    @property
+    def where(self) -> str:
+        return f"{'GPU' if self.spec.device == 'cuda' else 'CPU'} actor {self.wid}"
+
 
 def run_ray(run, planner, on_workers: Callable[[int], None] | None = None, actor_hook: Callable | None = None) -> None:
-    """Run ``run.pending`` on Ray actors, recording every result in ``run`` (see the module docstring)."""
+    """Run ``run.pending`` on Ray actors, recording every result in ``run`` (see the module docstring).
+
+    ``actor_hook(tomo_id, attempt)`` runs on the actor before each tomogram's engines (tests: crashes).
+    """
     ray = import_ray()
     started_here = connect(ray, run.cfg.ray_address)
     try:
-        _Dispatcher(ray, run, planner, on_workers, actor_hook).loop()
+        RayActors(ray, run, planner, on_workers, actor_hook).loop()
     finally:
         if started_here:
             ray.shutdown()
 
 
-class _Dispatcher:
-    def __init__(self, ray, run, planner, on_workers, hook):
-        from inference.common.progress import progress_bar
+class RayActors:
+    """The driver's side: starts the actors, sends each its next call, buries the dead ones (module docstring)."""
 
-        self.ray, self.run, self.planner, self.on_workers, self.hook = ray, run, planner, on_workers, hook
-        cfg = run.cfg
-        self.table = run.spacing_table
-        self.settings = cfg
+    def __init__(self, ray, run, planner, on_workers, hook):
+        self.ray, self.run, self.hook = ray, run, hook
         self.remote = ray.remote(max_restarts=0)(TomogramActor)
         self.token = uuid.uuid4().hex[:8]
-        self.specs = actor_specs(ray, cfg)
+        self.specs = actor_specs(ray, run.cfg)
         self.actors: dict[int, _Actor] = {}
         self.owner: dict = {}  # ref -> (actor, "start" | "run")
         self.next_wid = 0
-        self.pending = list(run.pending)
-        self.remaining = set(self.pending)
-        self.attempts: dict[int, int] = {}
-        self.start_failures: dict[int, str] = {}
-        self.restarts_left = len(self.specs) * (cfg.retries + 1) + 2
         self.warned_waiting = False
-        self.bar = progress_bar(len(run.ids), len(run.ids) - len(self.remaining), cfg.progress)
+        self.ledger = TaskLedger(run, planner, workers=len(self.specs), kind="Ray actor", start_fix=START_FIX,
+                                 on_workers=on_workers)
         logger.info("Ray: %d %s actor(s) (%s CPU, %s GPU each)", len(self.specs), self.specs[0].device,
                     self.specs[0].num_cpus, self.specs[0].num_gpus)
 
@@ -237,48 +227,25 @@ class _Dispatcher:
         wid, self.next_wid = self.next_wid, self.next_wid + 1
         handle = self.remote.options(name=f"motorfinder-{self.token}-{wid}", num_cpus=spec.num_cpus,
                                      num_gpus=spec.num_gpus, scheduling_strategy="SPREAD").remote(
-            self.settings, spec, wid, self.table, logging.getLogger().getEffectiveLevel(), self.hook)
+            self.run.cfg, spec, wid, self.run.spacing_table, logging.getLogger().getEffectiveLevel(), self.hook)
         actor = _Actor(wid=wid, spec=spec, handle=handle, start_ref=handle.start.remote(), born=time.monotonic())
         self.actors[wid] = actor
         self.owner[actor.start_ref] = (actor, "start")
-
-    def live(self) -> int:
-        return sum(a.started for a in self.actors.values())
-
-    def next_task(self) -> Task | None:
-        """The next pending tomogram as a task (its plan chosen now), or None."""
-        if not self.pending:
-            return None
-        plan = self.planner()
-        if plan is STOP:  # the deadline: nothing more is started; the rest is written as -1
-            self.remaining.difference_update(self.pending)
-            self.pending.clear()
-            return None
-        i = self.pending.pop(0)
-        source = self.run.sources[i]
-        return Task(index=i, source=str(source if isinstance(source, str) else source.resolve()),
-                    attempt=self.attempts.get(i, 0), plan=plan)
 
     def give(self, actor: _Actor) -> None:
         """An idle started actor gets its announced task (or the next pending) and the one after it."""
         if not actor.started or actor.running is not None:
             return
         task, actor.upcoming = actor.upcoming, None
-        if task is not None and task.index not in self.remaining:  # dropped meanwhile (the deadline)
+        if task is not None and not self.ledger.is_open(task.index):  # dropped meanwhile (the deadline)
             task = None
-        task = task or self.next_task()
+        task = task or self.ledger.next()
         if task is None:
             return
-        actor.upcoming = self.next_task()
+        actor.upcoming = self.ledger.next()
         ref = actor.handle.run.remote(task, actor.upcoming)
         actor.running = (task.index, ref)
         self.owner[ref] = (actor, "run")
-
-    def record(self, i: int, result: TomoResult) -> None:
-        if i in self.remaining:
-            self.remaining.discard(i)
-            self.run.record(result)
-            self.bar.update(1)
 
     def on_start(self, actor: _Actor) -> None:
         ray = self.ray
@@ -290,8 +257,7 @@ class _Dispatcher:
             return self.bury(actor, info["fatal"])
         actor.started = True
         logger.info("actor %d ready on %s (pid %s, %s)", actor.wid, info["node"], info["pid"], actor.spec.device)
-        if self.on_workers:
-            self.on_workers(self.live())
+        self.ledger.started()
         self.give(actor)
 
     def on_done(self, actor: _Actor, ref) -> None:
@@ -304,58 +270,33 @@ class _Dispatcher:
             i = actor.running[0]
             text = TomoResult.failed(self.run.ids[i], f"Ray: {_first_line(exc)}").to_json()
         actor.running = None
-        self.record(i, TomoResult.from_json(text))
+        self.ledger.done(i, TomoResult.from_json(text))
         self.give(actor)
 
     def bury(self, actor: _Actor, why: str) -> None:
-        """A dead actor (or one that cannot start): the tomogram of its call in flight is charged (retried
-        once, then failed); the announced one goes back to the queue. Like the local runner's."""
+        """A dead actor (or one that cannot start): the ledger's blame rule with the call in flight first
+        (a result it finished before the death still counts), then a fresh actor while the budget lasts."""
         ray = self.ray
         del self.actors[actor.wid]
         self.owner.pop(actor.start_ref, None)
         if actor.running is not None:
             self.owner.pop(actor.running[1], None)
         ray.kill(actor.handle, no_restart=True)
-        where = f"GPU actor {actor.wid}" if actor.spec.device == "cuda" else f"CPU actor {actor.wid}"
+        upcoming = [actor.upcoming.index] if actor.upcoming is not None else []
         if not actor.started:
-            self.start_failures[actor.wid] = f"{where}: {why}"
-            if self.actors:
-                logger.warning("%s could not start (%s); continuing on %d other actor(s)", where, why, len(self.actors))
-                if self.on_workers:
-                    self.on_workers(max(1, self.live()))
-            elif self.remaining:
-                reasons = "; ".join(v for _, v in sorted(self.start_failures.items()))
-                raise EngineError(f"no Ray actor could start: {reasons}. Fix: see the reason above "
-                                  "(python -m inference doctor checks a node's set-up)")
+            self.ledger.start_failed(actor.wid, actor.where, why, held=upcoming, workers_left=len(self.actors))
             return
-        culprit = None
+        culprit = []
         if actor.running is not None:
             i, ref = actor.running
-            try:  # a result finished before the death still counts
+            try:  # a result finished before the death still counts; then nothing was running
                 got, text = ray.get(ref, timeout=30)
-                self.record(got, TomoResult.from_json(text))
+                self.ledger.done(got, TomoResult.from_json(text))
             except ray.exceptions.RayError:
-                culprit = i if i in self.remaining else None
-        lost = [] if culprit is None else [culprit]
-        if actor.upcoming is not None and actor.upcoming.index in self.remaining:
-            lost.append(actor.upcoming.index)
-        if culprit is None:  # nothing was running: nobody is charged
-            self.pending[:0] = lost
-        else:
-            logger.warning("%s died (%s) holding %s", where, why, ", ".join(self.run.ids[i] for i in lost))
-            self.attempts[culprit] = self.attempts.get(culprit, 0) + 1
-            if self.attempts[culprit] > self.run.cfg.retries:
-                self.record(culprit, TomoResult.failed(self.run.ids[culprit], f"Ray actor died ({why}) "
-                            f"{self.attempts[culprit]} time(s)", attempts=self.attempts[culprit]))
-                lost = lost[1:]
-            self.pending[:0] = lost
-        if self.remaining and self.restarts_left > 0:
-            self.restarts_left -= 1
+                culprit = [i] if self.ledger.is_open(i) else []
+        self.ledger.died(actor.where, why, culprit + upcoming, running=bool(culprit))
+        if self.ledger.restart(why, workers_left=len(self.actors)):
             self.start(actor.spec)
-        elif self.remaining and not self.actors:
-            raise EngineError("every Ray actor died and the restart budget is spent")
-        if self.on_workers:
-            self.on_workers(max(1, self.live()))
 
     # -- the loop ------------------------------------------------------------------------------
     def loop(self) -> None:
@@ -363,7 +304,7 @@ class _Dispatcher:
         try:
             for spec in self.specs:
                 self.start(spec)
-            while self.remaining:
+            while not self.ledger.finished:
                 if not self.owner:
                     raise EngineError("no Ray actor is left to run the remaining tomograms")
                 refs = list(self.owner)
@@ -383,7 +324,7 @@ class _Dispatcher:
                     self.give(actor)
                 self.watch_starts()
         finally:
-            self.bar.close()
+            self.ledger.close()
             for actor in self.actors.values():
                 ray.kill(actor.handle, no_restart=True)
 
