@@ -31,6 +31,9 @@ from inference.engines.tensorrt_sidecar import check_sidecar
 logger = logging.getLogger(__name__)
 
 class TensorRTEngine(Engine):
+    """A native TensorRT 10 engine (``.engine``/``.plan``) on a GPU, checked against its sidecar before it is
+    deserialized; ``run(batch)`` returns a CuPy float32 array on the device (see the module docstring)."""
+
     def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()):
         self.path = Path(path)
         if options.device != "cuda":

@@ -114,6 +114,11 @@ def parse_tta(name: str, axes: str = "zyx") -> Transform:
 
 @dataclass(frozen=True)
 class Member:
+    """One detector of the ensemble as the manifest describes it: its model file and kind (``3d``: volume
+    windows; ``2d``: slice windows with ``channels`` neighbouring slices), window ``patch`` and output
+    ``stride``, how its input is prepared (``resample``, ``normalize``, ``intensity``), windows and TTA, how
+    windows are stitched and decoded, and its ``weight`` in fusion. Schema: :mod:`inference.manifest.parse`."""
+
     name: str
     kind: str
     model: Path
@@ -192,6 +197,10 @@ class Fusion:
 
 @dataclass(frozen=True)
 class Manifest:
+    """A parsed ``weights_manifest.yaml``: the members, the spacing they run at (``target_spacing`` Å; a tomogram
+    without one is read at ``default_spacing``), how their candidates are fused and the submission thresholded.
+    ``path`` is the file it came from (member paths are relative to it)."""
+
     path: Path
     target_spacing: float
     members: tuple[Member, ...]
