@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     from monai.inferers import sliding_window_inference
 
     from inference.engines.registry import load_engine
-    from inference.predict.windows import count_windows, sliding_window
+    from inference.predict.window_placement import count_windows
+    from inference.predict.windows import sliding_window
     from inference.synth.demo_models import detector_model
 
     torch.set_num_threads(1)  # ORT does the compute; torch only glues

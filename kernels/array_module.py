@@ -84,5 +84,5 @@ CTYPES = {
 # CuPy itself always adds -ftz=true (a second -ftz is a compile error): float32 subnormal inputs
 # and results -- comparisons included -- are flushed to zero on the GPU, where NumPy keeps them.
 # So "bit-identical to the NumPy reference" below always means: for values that are not float32
-# subnormals (|x| < 1.18e-38). tests/test_kernels_emulated.py runs the kernels with these semantics.
+# subnormals (|x| < 1.18e-38). tests/kernels/test_kernels_emulated.py runs the kernels with these semantics.
 NVRTC_OPTIONS = ("--fmad=false",)

@@ -15,35 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-
-def _kernels(kernel, ndim: int) -> tuple[int, ...]:
-    ks = tuple(kernel) if isinstance(kernel, (list, tuple)) else (int(kernel),) * ndim
-    if len(ks) != ndim or any(k < 1 or k % 2 == 0 for k in ks):
-        raise ValueError(f"nms kernel must be odd and >= 1 (one value or one per axis), got {kernel}")
-    return ks
-
-
-def max_filter(heat, kernel, xp=np):
-    """Max over a ``kernel``-wide box around each cell (one odd width, or one per axis);
-    outside the array counts as -inf."""
-    ks = _kernels(kernel, heat.ndim)
-    out = heat
-    for axis, k in enumerate(ks):
-        r = k // 2
-        if r == 0 or heat.shape[axis] == 1:
-            continue
-        pad = [(0, 0)] * heat.ndim
-        pad[axis] = (r, r)
-        p = xp.pad(out, pad, mode="constant", constant_values=-xp.inf)
-        n = out.shape[axis]
-        acc = None
-        for d in range(k):
-            index = [slice(None)] * heat.ndim
-            index[axis] = slice(d, d + n)
-            part = p[tuple(index)]
-            acc = part if acc is None else xp.maximum(acc, part)
-        out = acc
-    return out
+from kernels.nms import local_max_mask
 
 
 def nms_kernel_for(cell_A, kernel: int) -> tuple[int, ...]:
@@ -66,16 +38,12 @@ def find_peaks(heat, *, nms_kernel=3, min_conf: float = 0.0, top_k: int | None =
     ``nms_kernel``: one odd width or one per axis. Returns ``(idx, conf)`` as NumPy arrays:
     ``idx`` (K, ndim) int64 cell indices and ``conf`` (K,) float32, sorted by conf descending then
     by index (C order), at most ``top_k`` (None: all). A plateau of equal values yields every cell of it
-    (ties are not broken spatially).
+    (ties are not broken spatially). The mask (box maximum, ``min_conf`` in float32) is
+    :func:`kernels.nms.local_max_mask`'s, for any rank.
     """
     heat = xp.asarray(heat, dtype=xp.float32)
-    if heat.ndim == 3:  # kernels.nms: NumPy reference on the CPU, one CUDA launch on the GPU
-        from kernels.nms import local_max_mask
-
-        mask = local_max_mask(xp.ascontiguousarray(heat), nms_kernel, min_conf)
-    else:
-        pooled = max_filter(heat, nms_kernel, xp=xp)
-        mask = (heat == pooled) & (heat >= min_conf)
+    # kernels.nms: NumPy reference on the CPU, one CUDA launch on the GPU (3D)
+    mask = local_max_mask(xp.ascontiguousarray(heat), nms_kernel, min_conf)
     flat = xp.nonzero(mask.ravel())[0]
     conf = heat.ravel()[flat]
     if hasattr(flat, "get"):  # CuPy -> NumPy; only the candidates leave the device

@@ -67,7 +67,7 @@ class Stitch:
     window) or ``logit`` (activation after stitching); ``grid_stride``: None pastes window
     outputs cell-aligned on the output grid (with ``windows.placement: end`` or ``slices``: the
     resized grid at the stride), a number ``g`` uses the recipe's resized grid of ``round(m/g)``
-    cells per axis (:mod:`inference.predict.grid_windows`)."""
+    cells per axis (:mod:`inference.predict.window_merge`)."""
 
     mode: str = "mean"
     space: str = "prob"

@@ -20,7 +20,7 @@ import numpy as np
 
 from inference.decode.peaks import cell_centres_A, cells_to_voxels
 from inference.manifest.types import Member
-from inference.predict.grid_windows import end_starts, end_step, stride_starts
+from inference.predict.window_placement import count_windows, end_starts, end_step, padded_size, stride_starts
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def grid_window_starts(member: Member, shape, patch, strides, overlap) -> list[l
     """Window starts per axis on the recipe's grid path (``Geometry.grid`` set), in voxels.
 
     A 2d member's z with ``slices``: every ``slices.step`` slices, the last ending at the volume's
-    end; otherwise ``windows.placement`` (``end``: :func:`~inference.predict.grid_windows.end_starts`;
+    end; otherwise ``windows.placement`` (``end``: :func:`~inference.predict.window_placement.end_starts`;
     ``stride``: on the output grid, the end padded). ``shape``/``patch``/... in the (possibly
     transposed) frame the windows run in; a transposition never moves z for 2d members.
     """
@@ -84,8 +84,6 @@ def grid_window_starts(member: Member, shape, patch, strides, overlap) -> list[l
 
 def count_member_windows(member: Member, target_spacing: float, resampled_shape) -> int:
     """Engine windows one transform of ``member`` runs on a volume of ``resampled_shape`` (z, y, x)."""
-    from inference.predict.windows import count_windows, padded_size
-
     g = member_geometry(member, target_spacing)
     if g.grid is None:
         return count_windows(tuple(padded_size(n, p, s) for n, p, s in zip(resampled_shape, g.patch, g.strides)),

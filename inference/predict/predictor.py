@@ -1,8 +1,8 @@
 """One member over one tomogram: resample -> normalize -> TTA x sliding window -> heatmap(s) -> peaks.
 
 :class:`MemberPredictor` is the stateful part (it holds the engine); the steps it calls are the
-stateless helpers of :mod:`inference.predict.resample`, :mod:`inference.predict.windows` (cell-aligned windows),
-:mod:`inference.predict.grid_loop` (the recipe's resized grid), :mod:`inference.predict.tta`,
+stateless helpers of :mod:`inference.predict.resample`, :mod:`inference.predict.windows` (the window loop:
+cell-aligned windows, or the recipe's resized grid), :mod:`inference.predict.tta`,
 :mod:`inference.decode.peaks`, :mod:`inference.decode.nms_points` and :mod:`inference.predict.geometry`. Everything is
 written against an array module ``xp``.
 
@@ -36,10 +36,11 @@ from inference.decode.nms_points import greedy_nms
 from inference.decode.peaks import find_peaks, nms_kernel_for
 from inference.manifest.types import Member, Transform
 from inference.predict.geometry import border_mask, cell_voxels, grid_window_starts, member_geometry
-from inference.predict.grid_loop import sliding_window_grid
 from inference.predict.resample import affine_of, resample
 from inference.predict.tta import apply, invert
-from inference.predict.windows import count_windows, pad_end, sliding_window
+from inference.predict.window_placement import count_windows, pad_end
+from inference.predict.windows import sliding_window, sliding_window_grid
+from kernels.resample import resample_normalize
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,6 @@ class MemberPredictor:
         with timer.stage("resample"):
             vol = self.xp.asarray(volume)
             if self.xp is not np:
-                from kernels.resample import resample_normalize
-
                 return resample_normalize(vol, tomo_spacing, self.geometry.spacings, 0.0, 1.0,
                                           grid=r.grid, quantize=r.quantize)
             return resample(vol, tomo_spacing, self.geometry.spacings, xp=self.xp, grid=r.grid, quantize=r.quantize)
@@ -250,8 +249,9 @@ class MemberPredictor:
             heat = _sigmoid(heat, self.xp)
         return self.xp.ascontiguousarray(heat)
 
-    def _runner(self, t: Transform | None, timer: StageTimer):
-        """The engine as the window loop's predictor; ``t``: a window-scope transform (or None)."""
+    def _window_predictor(self, t: Transform | None, timer: StageTimer):
+        """The engine as the window loop's predictor (batch -> outputs, the member's 2d reshaping,
+        transform and activation around it); ``t``: a window-scope transform (or None)."""
         xp, m = self.xp, self.member
         if t is not None and t.is_identity:
             t = None
@@ -311,11 +311,11 @@ class MemberPredictor:
         out = []
         for t in transforms:
             if m.tta_scope == "window":
-                heat = sliding_window(base, self._runner(t, timer), g.patch, g.strides, g.overlap,
+                heat = sliding_window(base, self._window_predictor(t, timer), g.patch, g.strides, g.overlap,
                                       batch_size=m.batch_size, mode=m.stitch.mode, pad_value=pad_value, xp=xp)
             else:
                 perm3 = self._perm3(t)
-                heat = sliding_window(apply(base, t), self._runner(None, timer), g.patch,
+                heat = sliding_window(apply(base, t), self._window_predictor(None, timer), g.patch,
                                       _pick(g.strides, perm3), _pick(g.overlap, perm3), batch_size=m.batch_size,
                                       mode=m.stitch.mode, pad_value=pad_value, xp=xp)
                 heat = invert(heat, t)
@@ -323,7 +323,7 @@ class MemberPredictor:
         return out
 
     def _stitch_grid(self, base, t: Transform, pad_value: float, timer: StageTimer):
-        """The recipe's grid (:func:`inference.predict.grid_loop.sliding_window_grid`) for one transform of ``base``
+        """The recipe's grid (:func:`inference.predict.windows.sliding_window_grid`) for one transform of ``base``
         (C, Z, Y, X)."""
         xp, m, g = self.xp, self.member, self.geometry
         volume_scope = m.tta_scope == "volume" and not t.is_identity
@@ -332,7 +332,7 @@ class MemberPredictor:
         patch, strides, overlap, cells = (_pick(v, perm3) for v in (g.patch, g.strides, g.overlap, g.grid))
         starts = grid_window_starts(m, view.shape[1:], patch, strides, overlap)
         heat = sliding_window_grid(
-            view, self._runner(None if volume_scope else t, timer), patch, starts, cells,
+            view, self._window_predictor(None if volume_scope else t, timer), patch, starts, cells,
             tuple(p // s for p, s in zip(patch, strides)), resize_axes=(0, 1, 2) if m.kind == "3d" else (1, 2),
             batch_size=m.batch_size, mode=m.stitch.mode, pad_value=pad_value, empty=-math.inf,
             broadcast_z=m.kind == "2d", xp=xp)

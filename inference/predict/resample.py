@@ -19,41 +19,26 @@ All functions take an array module ``xp`` (NumPy or CuPy).
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
 from inference.manifest.types import Normalize
-
-
-def resampled_length(n: int, src_spacing: float, dst_spacing: float) -> int:
-    """Samples along an axis of ``n`` voxels at ``src_spacing`` when resampled to ``dst_spacing``."""
-    return int(math.floor((n - 1) * src_spacing / dst_spacing + 1e-9)) + 1
+from kernels.resample import (
+    axis_order,
+    axis_table,
+    is_identity_axis,
+    output_shape,
+    per_axis_spacing,
+    resample_normalize,
+)
 
 
 def resampled_shape(shape: Sequence[int], src_spacing: float | Sequence[float],
                     dst_spacing: float | Sequence[float], grid: str = "corner") -> tuple[int, ...]:
-    src = _per_axis(src_spacing, len(shape))
-    dst = _per_axis(dst_spacing, len(shape))
-    if grid != "corner":
-        from kernels.resample import output_shape
-
-        return output_shape(shape, src, dst, grid)
-    return tuple(resampled_length(n, s, t) for n, s, t in zip(shape, src, dst))
-
-
-def _per_axis(value, n):
-    return tuple(value) if isinstance(value, (list, tuple)) else (float(value),) * n
-
-
-def _axis_weights(n: int, src: float, dst: float, xp):
-    m = resampled_length(n, src, dst)
-    pos = np.arange(m, dtype=np.float64) * (dst / src)
-    i0 = np.clip(np.floor(pos).astype(np.int64), 0, n - 1)
-    w = (pos - i0).astype(np.float32)
-    i1 = np.minimum(i0 + 1, n - 1)
-    return xp.asarray(i0), xp.asarray(i1), xp.asarray(w)
+    """The shape :func:`resample` returns for a volume of ``shape`` (the kernel's
+    :func:`kernels.resample.output_shape`: one definition of the sample counts)."""
+    return output_shape(shape, src_spacing, dst_spacing, grid)
 
 
 def resample(volume, src_spacing: float | Sequence[float], dst_spacing: float | Sequence[float], xp=np,
@@ -61,18 +46,17 @@ def resample(volume, src_spacing: float | Sequence[float], dst_spacing: float | 
     """Linear resampling of a (Z, Y, X) (or any-D) volume; returns float32.
 
     The axis that shrinks the most goes first, so the intermediate arrays stay small. ``grid`` and
-    ``quantize`` other than ``corner``/``none`` (3D volumes) go through the kernel module.
+    ``quantize`` other than ``corner``/``none`` (3D volumes) go through the kernel module. The
+    sample positions and the axis order are the kernel's (:func:`kernels.resample.axis_table`,
+    :func:`~kernels.resample.axis_order`); this is its interpolation composed axis by axis in ``xp``.
     """
     if grid != "corner" or quantize != "none":
-        from kernels.resample import resample_normalize
-
         return resample_normalize(volume, src_spacing, dst_spacing, 0.0, 1.0, grid=grid, quantize=quantize)
-    src = _per_axis(src_spacing, volume.ndim)
-    dst = _per_axis(dst_spacing, volume.ndim)
+    src = per_axis_spacing(src_spacing, volume.ndim)
+    dst = per_axis_spacing(dst_spacing, volume.ndim)
     out = volume
-    order = sorted(range(volume.ndim), key=lambda a: src[a] / dst[a])
-    for axis in order:
-        if math.isclose(src[axis], dst[axis]):
+    for axis in axis_order(src, dst):
+        if is_identity_axis(src[axis], dst[axis]):
             continue
         out = _resample_axis(out, axis, src[axis], dst[axis], xp)
     return out.astype(xp.float32, copy=False)
@@ -84,7 +68,7 @@ def _resample_axis(vol, axis: int, src: float, dst: float, xp, chunk: int = 8):
     Along axis 0 the slabs are output planes; along the other axes they are input z-slabs, so
     every gather reads contiguous memory.
     """
-    i0, i1, w = _axis_weights(vol.shape[axis], src, dst, xp)
+    i0, i1, w = (xp.asarray(t) for t in axis_table(vol.shape[axis], src, dst))
     shape = list(vol.shape)
     shape[axis] = len(i0)
     out = xp.empty(shape, dtype=xp.float32)

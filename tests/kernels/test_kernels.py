@@ -5,7 +5,7 @@ The CUDA resample kernel performs the same float32 operations in the same order 
 contraction, so it should be bit-identical too (float32 subnormals aside: CuPy compiles with
 -ftz=true); the parity test allows 1e-4 relative to the output's scale (float32 rounding) as its
 contract. The GPU parity tests below also run on every CI run against the kernels emulated on the
-CPU (tests/test_kernels_emulated.py). Accumulate (gather) and NMS are asserted
+CPU (tests/kernels/test_kernels_emulated.py). Accumulate (gather) and NMS are asserted
 exact; accumulate (atomic, mean) to 1e-6 relative (float32) / 1e-12 (float64) since atomics
 reorder the additions.
 """
@@ -16,17 +16,19 @@ import itertools
 import math
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
-from inference.decode.peaks import find_peaks, max_filter
+from inference.decode.peaks import find_peaks
 from inference.manifest.types import Normalize
 from inference.predict.resample import normalize, resample
-from inference.predict.windows import pad_end, padded_size, sliding_window, window_starts
+from inference.predict.window_placement import pad_end, padded_size, window_starts
+from inference.predict.windows import sliding_window
 from kernels.accumulate import accumulate, accumulate_ref
 from kernels.array_module import cupy_available, get_array_module
-from kernels.nms import local_max_mask, local_max_mask_ref
+from kernels.nms import box_max, local_max_mask, local_max_mask_ref
 from kernels.resample import output_shape, resample_normalize, resample_normalize_ref
 
 requires_gpu = pytest.mark.skipif(
@@ -238,7 +240,7 @@ def test_local_max_mask_ref_equals_inference(shape, kernel, min_conf):
     for heat in (plateau_heat(rng, shape), rng.random(shape).astype(np.float32)):
         mask = local_max_mask(heat, kernel, min_conf)
         assert mask.dtype == np.bool_ and mask.shape == shape
-        np.testing.assert_array_equal(mask, (heat == max_filter(heat, kernel)) & (heat >= min_conf))
+        np.testing.assert_array_equal(mask, (heat == box_max(heat, kernel)) & (heat >= min_conf))
         idx, _ = find_peaks(heat, nms_kernel=kernel, min_conf=min_conf, top_k=heat.size)
         assert sorted(map(tuple, idx.tolist())) == sorted(map(tuple, np.argwhere(mask).tolist()))
 
@@ -262,11 +264,50 @@ def test_local_max_mask_nan_and_min_conf_rounding():
     heat[1, 2, 3] = 0.9   # its box holds the NaN: not kept (max is NaN), as in inference
     heat[1, 0, 0] = 0.8
     mask = local_max_mask_ref(heat, 3, 0.5)
-    np.testing.assert_array_equal(mask, (heat == max_filter(heat, 3)) & (heat >= 0.5))
+    np.testing.assert_array_equal(mask, (heat == box_max(heat, 3)) & (heat >= 0.5))
     assert not mask[1, 2, 3] and mask[1, 0, 0]
     # min_conf is compared in float32 (NumPy's rule for a Python float)
     h = np.full((1, 1, 1), 0.7, np.float32)
     assert local_max_mask_ref(h, 1, 0.7)[0, 0, 0]
+
+
+def test_box_max_matches_brute_force():
+    h = np.random.default_rng(0).random((4, 5, 6)).astype(np.float32)
+    m = box_max(h, 3)
+    for z, y, x in np.ndindex(h.shape):
+        ref = h[max(z - 1, 0):z + 2, max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].max()
+        assert m[z, y, x] == ref
+
+
+@pytest.mark.parametrize("shape,kernel", [((9,), 3), ((6, 7), (3, 5)), ((3, 4, 2, 5), (1, 3, 3, 5)), ((1, 6), 3)])
+def test_box_max_and_mask_any_rank_brute_force(shape, kernel):
+    rng = np.random.default_rng(7)
+    heat = plateau_heat(rng, shape)
+    ks = (kernel,) * len(shape) if isinstance(kernel, int) else kernel
+    got, mask = box_max(heat, kernel), local_max_mask(heat, kernel, 0.25)
+    assert mask.shape == shape and mask.dtype == np.bool_
+    for cell in np.ndindex(shape):
+        box = heat[tuple(slice(max(c - k // 2, 0), c + k // 2 + 1) for c, k in zip(cell, ks))].max()
+        assert got[cell] == box
+        assert mask[cell] == (heat[cell] == box and heat[cell] >= 0.25)
+
+
+def test_box_max_runs_on_the_array_module_it_is_given():
+    """Only ``xp.pad``, ``xp.maximum``, ``xp.inf`` and array methods: the same code runs on CuPy arrays."""
+    calls = []
+
+    def pad(*args, **kwargs):
+        calls.append("pad")
+        return np.pad(*args, **kwargs)
+
+    def maximum(*args, **kwargs):
+        calls.append("maximum")
+        return np.maximum(*args, **kwargs)
+
+    xp = types.SimpleNamespace(pad=pad, maximum=maximum, inf=np.inf)
+    heat = np.random.default_rng(8).random((5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(box_max(heat, (3, 5), xp=xp), box_max(heat, (3, 5)))
+    assert calls.count("pad") == 2 and calls.count("maximum") == 2 + 4
 
 
 def test_local_max_mask_rejects_even_kernel():

@@ -2,7 +2,7 @@
 (tests/cuda_emulator.py) against their NumPy references. No GPU needed; skipped, with the reason,
 where no C++ compiler exists.
 
-* Parity: the GPU parity tests of tests/test_kernels.py, each of their cases, run here unchanged
+* Parity: the GPU parity tests of tests/kernels/test_kernels.py, each of their cases, run here unchanged
   with the emulated CuPy in place of CuPy (so the kernels' host code runs too).
 * Every variant the kernel factories generate compiles, and its C signature parses.
 * Indexing past 2**31 (a 2.8e9-voxel tomogram): only the blocks that cross it are emulated, on
@@ -88,7 +88,7 @@ def cp(emu, monkeypatch):
 
 
 def cases(test_fn) -> list[tuple[dict, str]]:
-    """The parametrize cases of a GPU test of tests/test_kernels.py: (keyword dict, id)."""
+    """The parametrize cases of a GPU test of tests/kernels/test_kernels.py: (keyword dict, id)."""
     marks = [m for m in getattr(test_fn, "pytestmark", []) if m.name == "parametrize"]
     names, combos = [], [()]
     for m in marks:
@@ -114,7 +114,7 @@ def emulated(emu, test_fn, **kwargs):
 # ------------------------------------------------------------------------------- parity
 
 
-# every test_gpu_* of tests/test_kernels.py, each of its cases (a GPU test added there runs here too)
+# every test_gpu_* of tests/kernels/test_kernels.py, each of its cases (a GPU test added there runs here too)
 GPU_PARITY = [pytest.param(fn, kwargs, id=f"{name[len('test_gpu_'):]}[{case_id}]")
               for name, fn in vars(gpu_tests).items() if name.startswith("test_gpu_") and callable(fn)
               for kwargs, case_id in cases(fn)]

@@ -15,9 +15,10 @@ from inference.ensemble.fusion import fuse_points
 from inference.ensemble.submission import decide
 from inference.manifest.types import Decode, Member, Normalize, Resample, Slices, Stitch, Threshold, Windows, parse_tta
 from inference.predict.geometry import cell_voxels, member_geometry
-from inference.predict.grid_windows import end_starts, end_step, grid_cells, resize_linear, scale_range, window_plan
 from inference.predict.predictor import MemberPredictor
 from inference.predict.tta import apply, invert
+from inference.predict.window_merge import grid_cells, resize_linear, resize_positions, scale_range, window_plan
+from inference.predict.window_placement import end_starts, end_step
 from kernels.resample import axis_table, output_length, quantize_uint8_ref, resample_normalize_ref
 
 # ------------------------------------------------------------------------------ windows: placement end
@@ -175,6 +176,19 @@ def test_scale_range_formula_and_end_shift():
     assert scale_range(start, end, s, 0, 10) == (2, 4)
     start, end, s = 3, 6, 0.25      # 2d z: n = max(1, round(0.75)) = 1
     assert scale_range(start, end, s, 0, 10, at_least_one=True) == (1, 2)
+
+
+@pytest.mark.parametrize("n_in,n_out", [(14, 28), (14, 29), (13, 26), (7, 14), (2, 5), (5, 3), (6, 6)])
+def test_resize_positions_formula(n_in, n_out):
+    """PyTorch's source index given an output size, in float32 (area_pixel_compute_source_index)."""
+    i0, i1, l0, l1 = resize_positions(n_in, n_out)
+    scale = np.float32(n_in) / np.float32(n_out)
+    for o in range(n_out):
+        u = max(scale * (np.float32(o) + np.float32(0.5)) - np.float32(0.5), np.float32(0.0))
+        k = min(int(np.floor(u)), n_in - 1)
+        assert (i0[o], i1[o]) == (k, min(k + 1, n_in - 1))
+        assert l1[o] == np.float32(u - np.float32(k)) and l0[o] == np.float32(1.0) - l1[o]
+        assert l1.dtype == l0.dtype == np.float32
 
 
 def test_resize_linear_matches_torch_align_corners_false():

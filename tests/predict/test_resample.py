@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from inference.manifest.types import Normalize
-from inference.predict.resample import normalize, resample, resampled_length, resampled_shape
+from inference.predict.resample import normalize, resample, resampled_shape
 
 
 @pytest.mark.parametrize("n,s,t,expected", [
@@ -12,7 +12,7 @@ from inference.predict.resample import normalize, resample, resampled_length, re
     (1, 13.1, 16.0, 1),
 ])
 def test_lengths(n, s, t, expected):
-    assert resampled_length(n, s, t) == expected
+    assert resampled_shape((n,), s, t) == (expected,)
 
 
 def test_linear_ramp_is_exact_both_ways():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from inference.engines.registry import load_engine
-from inference.predict.windows import count_windows, pad_end, padded_size, sliding_window, window_starts
+from inference.predict.window_placement import count_windows, pad_end, padded_size, window_starts
+from inference.predict.windows import sliding_window
 
 
 def pool(batch, s=16):
@@ -83,3 +84,34 @@ def test_predictor_shape_mismatch_is_clear():
     vol = np.zeros((1, 32, 32, 32), np.float32)
     with pytest.raises(ValueError, match="expected"):
         sliding_window(vol, lambda b: np.zeros((b.shape[0], 1, 3, 2, 2)), (32, 32, 32), 16, 0.0)
+
+
+def test_grid_windows_predictor_shape_mismatch_is_clear():
+    from inference.predict.windows import sliding_window_grid
+
+    vol = np.zeros((1, 32, 32, 32), np.float32)
+    with pytest.raises(ValueError, match=r"expected \(1, 1, 2, 2, 2\) \(the window / stride \(16, 16, 16\)\)"):
+        sliding_window_grid(vol, lambda b: np.zeros((b.shape[0], 1, 3, 2, 2)), (32, 32, 32), [[0]] * 3, (8, 8, 8),
+                            (2, 2, 2), resize_axes=(0, 1, 2))
+
+
+def test_run_windows_feeds_the_merger_each_batch_with_its_starts():
+    from inference.predict.windows import run_windows
+
+    class Recorder:
+        def __init__(self):
+            self.seen = []
+
+        def add(self, starts, outs):
+            self.seen.append((list(starts), outs.copy()))
+
+        def result(self):
+            return self.seen
+
+    vol = np.arange(2 * 6, dtype=np.float32).reshape(2, 6)   # (C, x); window 2, offset 1 (one voxel of padding before)
+    seen = run_windows(vol, lambda b: b.sum(axis=(1, 2))[:, None, None], (2,), [(-1,), (1,), (3,)], (1,), Recorder(),
+                       offset=(1,), batch_size=2)
+    assert [s for s, _ in seen] == [[(-1,), (1,)], [(3,)]]
+    # window at start a reads voxels a+1, a+2 of vol (both channels): the outputs are (N, 1) after the channel drop
+    want = [vol[:, a + 1:a + 3].sum() for a in (-1, 1, 3)]
+    np.testing.assert_array_equal(np.concatenate([o[:, 0] for _, o in seen]), want)
