@@ -18,7 +18,8 @@
   at import: the notebook imports it from the wheel file before anything is installed.
 * ``image_env``: a Python environment that holds only the image's packages (the dry run installs into it).
 * ``dry_run``: execute the notebook locally in a simulated Kaggle tree, exactly as Kaggle would.
-* ``cost``, ``profile``, ``profile_render``: windows, FLOPs, measured stages, projection against 9 h.
+* ``cost``, ``profile``, ``profile_render``, ``profile_run``: windows, FLOPs, measured stages, projection
+  against 9 h; ``profile_run`` measures and writes the table and plot.
 * ``demo``: the whole mission on synthetic data (``python build_submission.py --demo``).
 
 Dependencies point one way: ``build_submission.py`` -> here -> :mod:`inference`; importing this
