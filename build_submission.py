@@ -1,6 +1,6 @@
 """Build what a Kaggle competitor submits, check it locally, profile it, and run the whole mission.
 
-Modes (``--help`` lists every option; docs/KAGGLE.md is the walk-through; the code is export/kaggle/):
+Modes (``--help`` lists every option; docs/KAGGLE.md is the walk-through; the code is kaggle_builder/):
 
 * build (the default): ``python build_submission.py --manifest models/manifest.yaml --out build/`` writes
   ``build/dataset/`` (this package as a wheel, the manifest and its model files, optional TensorRT
@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from export.kaggle import target as T
+from kaggle_builder import target as T
 
 REPO_ROOT = Path(__file__).resolve().parent
 
@@ -130,11 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> None:
-    from export.kaggle.build import build
-    from export.kaggle.config import BuildConfig
-    from export.kaggle.demo import run_demo
-    from export.kaggle.dry_run import dry_run
-    from export.kaggle.profile import run_profile
+    from kaggle_builder.build import build
+    from kaggle_builder.config import BuildConfig
+    from kaggle_builder.demo import run_demo
+    from kaggle_builder.dry_run import dry_run
+    from kaggle_builder.profile_run import run_profile
 
     progress = not args.no_progress
     if args.demo:
@@ -165,13 +165,13 @@ def run(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    from inference.cli import configure_logging, report_unexpected
+    from inference.cli.main import configure_logging, report_unexpected
 
     configure_logging(level)
-    from export.kaggle.dry_run import DryRunError
-    from export.kaggle.package_wheel import WheelBuildError
-    from export.kaggle.profile import ProfileError
-    from inference.errors import EngineError, InputError
+    from inference.common.errors import EngineError, InputError
+    from kaggle_builder.dry_run import DryRunError
+    from kaggle_builder.package_wheel import WheelBuildError
+    from kaggle_builder.profile import ProfileError
 
     missing = missing_tool(args)
     if missing:

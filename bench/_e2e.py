@@ -70,7 +70,7 @@ class TimedEngine:
         self.path, self.options, self.sync, self.seconds, self.engine = path, options, sync, 0.0, None
 
     def load(self) -> None:
-        from inference.engines import load_engine
+        from inference.engines.registry import load_engine
 
         self.engine = load_engine(self.path, self.options)
 
@@ -144,9 +144,9 @@ def window_loop() -> str:
 
 def ours(manifest_path: Path, data: Path, workers: int, engine_options=None) -> dict:
     """One ``run_predict`` from an empty work folder; returns its stage totals (engine summed over workers)."""
-    from inference.engines import EngineOptions
-    from inference.manifest import load_manifest
-    from inference.runner import PredictConfig, run_predict
+    from inference.engines.base import EngineOptions
+    from inference.manifest.parse import load_manifest
+    from inference.run.runner import PredictConfig, run_predict
 
     with tempfile.TemporaryDirectory(prefix="e2e-") as tmp:
         res = run_predict(PredictConfig(manifest=load_manifest(manifest_path), input_dir=data / "test",
@@ -158,7 +158,7 @@ def ours(manifest_path: Path, data: Path, workers: int, engine_options=None) -> 
 def make_data(root: Path, n: int, seed: int, scale: float) -> tuple[Path, list[Path], dict]:
     import pandas as pd
 
-    from inference.synth import generate
+    from inference.synth.generate import generate
 
     data = root / "data"
     generate(data, n, seed, split="test", scale=scale, progress=False)
@@ -169,7 +169,7 @@ def make_data(root: Path, n: int, seed: int, scale: float) -> tuple[Path, list[P
 def compare(root: Path, model: onnx.ModelProto, name: str, data: Path, sources, spacings, workers=(0, 1, 2),
             repeats: int = 5, engine_options=None, sync=None, progress=None) -> Runs:
     """Ours (in-process and ``workers`` processes) and the straightforward pipeline, interleaved."""
-    from inference.engines import EngineOptions
+    from inference.engines.base import EngineOptions
 
     onnx.save(model, root / f"{name}.onnx")
     manifest = root / f"{name}.yaml"
@@ -249,7 +249,7 @@ def gpu_section(caps, out: Path, budget, n: int = 4, scale: float = 0.3, repeats
     title = "end to end vs the straightforward pipeline (GPU)"
     if caps.ort_cuda:
         return S.Section(title, S.NA, f"needs ONNX Runtime's CUDA provider: {caps.ort_cuda}")
-    from inference.engines import EngineOptions
+    from inference.engines.base import EngineOptions
 
     sync = None
     if caps.cupy is None:  # CuPy usable: wait for the device inside the timed engine calls

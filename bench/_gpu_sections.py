@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.kaggle.profile import projection_hours
-from export.kaggle.target import HIDDEN_TEST_TOMOGRAMS
+from kaggle_builder.profile import projection_hours
+from kaggle_builder.target import HIDDEN_TEST_TOMOGRAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 NA = "not available here"
@@ -46,7 +46,7 @@ class Capabilities:
 
 
 def capabilities(report, torch_problem: str | None) -> Capabilities:
-    """From a doctor report (:func:`inference.doctor.collect`) and the torch probe."""
+    """From a doctor report (:func:`inference.run.doctor.collect`) and the torch probe."""
     ort = report.onnxruntime
 
     def provider(name):
@@ -158,8 +158,8 @@ class Workspace:
     """Synthetic tomograms, the demo ensemble and its CPU-path candidates, built once."""
 
     def __init__(self, root: Path, n: int = 3):
-        from inference.demo_models import write_demo_models
-        from inference.synth import generate
+        from inference.synth.demo_models import write_demo_models
+        from inference.synth.generate import generate
 
         self.root = root
         generate(root / "data", n, 7, split="test", scale=0.15, progress=False)
@@ -167,9 +167,9 @@ class Workspace:
         self.reference = self.predict("cpu-reference", device="cpu")
 
     def predict(self, name: str, *, device: str, manifest=None, engine_factory=None, **engine):
-        from inference.engines import EngineOptions
-        from inference.manifest import load_manifest
-        from inference.runner import PredictConfig, run_predict
+        from inference.engines.base import EngineOptions
+        from inference.manifest.parse import load_manifest
+        from inference.run.runner import PredictConfig, run_predict
 
         cfg = PredictConfig(manifest=load_manifest(manifest or self.manifest_path), input_dir=self.root / "data" / "test",
                             output=self.root / name / "submission.csv", spacing_csv=self.root / "data" / "test_labels.csv",
@@ -246,9 +246,10 @@ def native_tensorrt_run(ws, fp16: bool = True):
     """Build a TensorRT engine per demo member (their windows fixed), then predict through them."""
     import yaml
 
-    from export.tensorrt import BatchProfile, build_engine
-    from inference.manifest import load_manifest
-    from inference.pipeline import input_hint
+    from export.tensorrt import build_engine
+    from inference.engines.tensorrt_sidecar import BatchProfile
+    from inference.manifest.parse import load_manifest
+    from inference.run.tomogram import input_hint
 
     manifest = load_manifest(ws.manifest_path)
     data = yaml.safe_load(Path(ws.manifest_path).read_text())
@@ -275,8 +276,8 @@ def native_tensorrt_run(ws, fp16: bool = True):
 def windows_per_tomogram(member, spacing: float = 13.1, shapes: list[tuple[int, int, int]] | None = None,
                          target_spacing: float = 16.0) -> float:
     """Mean engine windows per tomogram (all TTA transforms) over the real BYU shapes at ``spacing``: the
-    member's own resample grid and window rule (:func:`export.kaggle.cost.reference_windows`)."""
-    from export.kaggle.cost import reference_windows
+    member's own resample grid and window rule (:func:`kaggle_builder.cost.reference_windows`)."""
+    from kaggle_builder.cost import reference_windows
 
     if shapes is None:
         import csv
@@ -291,7 +292,7 @@ def torch_throughput(member, seconds: float = 4.0) -> dict:
     patch, fp32 (TF32 off, as a T4 computes) and fp16 (autocast): {"fp32": {...}, "fp16": {...}}."""
     import torch
 
-    from export.registry import arch_for_member, build_model, resolve_arch
+    from export.models.registry import arch_for_member, build_model, resolve_arch
 
     arch = arch_for_member(member.name)
     if arch is None:
@@ -330,8 +331,8 @@ def engine_throughput(member, options, seconds: float = 4.0) -> dict:
 
     import cupy as cp
 
-    from inference.engines import load_engine
-    from inference.pipeline import input_hint
+    from inference.engines.registry import load_engine
+    from inference.run.tomogram import input_hint
 
     hint = input_hint(member)
     free0 = cp.cuda.runtime.memGetInfo()[0]

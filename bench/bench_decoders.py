@@ -2,7 +2,7 @@
 
 Writes N 8-bit grayscale JPEG slices (smooth low-frequency structure plus spatially correlated
 noise, like a binned cryo-ET slice; quality 90) to a temporary folder, then reads the folder
-with ``inference.readers.read_slices`` for each available decoder at 1 and 2 threads: every
+with ``inference.io.readers.read_slices`` for each available decoder at 1 and 2 threads: every
 configuration once per round (interleaved, rotated), ``--repeats`` rounds after a warm-up round.
 Reports MB/s of decoded voxels (1 byte each), median (min-max), each configuration against the
 fastest one and 2 threads against 1, both as medians of per-round ratios.
@@ -61,8 +61,8 @@ def version_of(decoder: str) -> str:
 def run(args: argparse.Namespace, argv) -> Report:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from inference.decoders import available_decoders
-    from inference.readers import read_slices
+    from inference.io.image_decoders import available_decoders
+    from inference.io.readers import read_slices
 
     decoders = available_decoders()
     configs = {f"{d}, {t} thread{'s' * (t > 1)}": (d, t) for d in decoders for t in (1, 2)}

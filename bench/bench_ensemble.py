@@ -23,13 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def score_set(root: Path, seed: int, n: int) -> tuple[dict, dict]:
-    from inference import scoring, synth
-    from inference.demo_models import demo_manifest_dict, write_demo_models
-    from inference.manifest import Threshold, load_manifest
-    from inference.runner import PredictConfig, run_predict
-    from inference.submission import best_per_tomogram, decide, submission_order
+    from inference.ensemble.submission import best_per_tomogram, decide, submission_order
+    from inference.evaluate import scoring
+    from inference.manifest.parse import load_manifest
+    from inference.manifest.types import Threshold
+    from inference.run.runner import PredictConfig, run_predict
+    from inference.synth.demo_models import demo_manifest_dict, write_demo_models
+    from inference.synth.generate import generate
 
-    synth.generate(root / "data", n, seed, split="test", progress=False)
+    generate(root / "data", n, seed, split="test", progress=False)
     manifest = load_manifest(write_demo_models(root / "models", with_2d=True))
     res = run_predict(PredictConfig(manifest=manifest, input_dir=root / "data" / "test", output=root / "sub.csv",
                                     spacing_csv=root / "data" / "test_labels.csv", progress=False))

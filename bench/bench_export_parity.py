@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "export_parity.md")
     args = p.parse_args(argv)
 
-    from export.registry import REGISTRY
+    from export.models.registry import REGISTRY
 
     rep = Report("bench_export_parity.py", "Export parity: torch vs ONNX Runtime (fp32, CPU)", argv,
                  packages=["torch", "torchvision", "timm", "onnx"])

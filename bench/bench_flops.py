@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     from export.errors import ExportError
     from export.flops import count_flops
     from export.manifest_export import read_manifest, scale_patch
-    from export.registry import REGISTRY, arch_for_member
+    from export.models.registry import REGISTRY, arch_for_member
 
     manifest, _ = read_manifest(args.manifest)
     rows, metrics = [], {}

@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _measure import measure
-from _report import Report
-
 import numpy as np
 import pandas as pd
+from _measure import measure
+from _report import Report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,12 +44,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fusion.md")
     args = ap.parse_args(argv)
 
-    from inference.fusion import fuse_tables
-    from inference.fusion_iou import fuse_tables_iou
+    from inference.ensemble.fusion import fuse_tables
+    from inference.ensemble.fusion_iou import fuse_tables_iou
 
     tables = make_tables(args.tomograms, args.members, args.candidates)
     w = [1.0] * args.members
-    variants = {"point WBF (`inference.fusion`, the default)": lambda: len(fuse_tables(tables, w, dist_A=1000.0))}
+    variants = {"point WBF (`inference.ensemble.fusion`, the default)": lambda: len(fuse_tables(tables, w, dist_A=1000.0))}
     if args.iou:
         variants["`wbf_iou` (ensemble_boxes `weighted_boxes_fusion_3d`)"] = \
             lambda: len(fuse_tables_iou(tables, w, box_A=1000.0))

@@ -107,8 +107,8 @@ class Table:
 
 
 def bench_resample(t: Table, cp, args):
-    from inference.manifest import Normalize
-    from inference.resample import normalize, resample
+    from inference.manifest.types import Normalize
+    from inference.predict.resample import normalize, resample
     from kernels.resample import output_shape, resample_normalize, resample_normalize_ref
 
     shape, src, dst, mean, std = tuple(args.shape), args.src, args.dst, 127.5, 60.0
@@ -121,7 +121,7 @@ def bench_resample(t: Table, cp, args):
                             "pipeline": lambda: normalize(resample(vol, src, dst), norm)}, args.cpu_repeats)
     t.add("resample", size, "NumPy ref `kernels.resample.resample_normalize_ref`", secs["ref"], base=True,
           paired=speed["ref"])
-    t.add("resample", size, "NumPy `inference.resample` resample + normalize", secs["pipeline"],
+    t.add("resample", size, "NumPy `inference.predict.resample` resample + normalize", secs["pipeline"],
           parity(normalize(resample(vol, src, dst), norm), ref), paired=speed["pipeline"])
     if cp is None:
         return
@@ -133,7 +133,7 @@ def bench_resample(t: Table, cp, args):
     t.add("resample", size, "CUDA kernel `resample_normalize` (fused, 1 pass)",
           time_gpu(cp, lambda: resample_normalize(dvol, src, dst, mean, std), args.repeats),
           parity(resample_normalize(dvol, src, dst, mean, std), ref))
-    t.add("resample", size, "CuPy `inference.resample` (xp=cupy) resample + normalize",
+    t.add("resample", size, "CuPy `inference.predict.resample` (xp=cupy) resample + normalize",
           time_gpu(cp, lambda: normalize(resample(dvol, src, dst, xp=cp), norm, xp=cp), args.repeats),
           parity(normalize(resample(dvol, src, dst, xp=cp), norm, xp=cp), ref))
     zoom = tuple(m / n for m, n in zip(out_shape, shape))
@@ -189,15 +189,14 @@ def bench_accumulate(t: Table, cp, args):
         cupy_loop(a, c)
         check = parity(a, acc_r)
         a, c = fresh(cp)
-        t.add(op, size, "CuPy per-window slicing loop (as `inference.windows`, xp=cupy)",
+        t.add(op, size, "CuPy per-window slicing loop (as `inference.predict.windows`, xp=cupy)",
               time_gpu(cp, lambda: cupy_loop(a, c), args.repeats, 5), check)
 
 
 def bench_nms(t: Table, cp, args):
     import scipy.ndimage as snd
 
-    from inference.peaks import max_filter
-    from kernels.nms import local_max_mask, local_max_mask_ref
+    from kernels.nms import box_max, local_max_mask, local_max_mask_ref
 
     shape, k, min_conf = (20, 60, 60), 3, 0.02
     heat = np.random.default_rng(2).random(shape).astype(np.float32)
@@ -220,10 +219,10 @@ def bench_nms(t: Table, cp, args):
           time_gpu(cp, lambda: local_max_mask(dheat, k, min_conf), args.repeats, 50),
           parity(local_max_mask(dheat, k, min_conf), ref))
 
-    def inference_mask():
-        return (dheat == max_filter(dheat, k, xp=cp)) & (dheat >= np.float32(min_conf))
-    t.add("nms", size, "CuPy `inference.peaks.max_filter` (xp=cupy) + mask",
-          time_gpu(cp, inference_mask, args.repeats, 50), parity(inference_mask(), ref))
+    def box_max_mask():
+        return (dheat == box_max(dheat, k)) & (dheat >= np.float32(min_conf))
+    t.add("nms", size, "CuPy `kernels.nms.box_max` (on the device) + mask",
+          time_gpu(cp, box_max_mask, args.repeats, 50), parity(box_max_mask(), ref))
 
     def cupyx_mask():
         pooled = cnd.maximum_filter(dheat, size=k, mode="constant", cval=-np.inf)

@@ -64,15 +64,17 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from inference import scoring, synth
-    from inference.demo_models import demo_manifest_dict, write_demo_models
-    from inference.engines import EngineOptions
-    from inference.manifest import Threshold, load_manifest
-    from inference.runner import PredictConfig, run_predict
-    from inference.submission import best_per_tomogram, decide, submission_order
+    from inference.engines.base import EngineOptions
+    from inference.ensemble.submission import best_per_tomogram, decide, submission_order
+    from inference.evaluate import scoring
+    from inference.manifest.parse import load_manifest
+    from inference.manifest.types import Threshold
+    from inference.run.runner import PredictConfig, run_predict
+    from inference.synth.demo_models import demo_manifest_dict, write_demo_models
+    from inference.synth.generate import generate
 
     root = Path(tempfile.mkdtemp())
-    synth.generate(root / "data", args.n, args.seed, split="test", progress=False)
+    generate(root / "data", args.n, args.seed, split="test", progress=False)
     write_demo_models(root / "models", with_2d=True)
     base = demo_manifest_dict(with_2d=True)
     separate = copy.deepcopy(base)

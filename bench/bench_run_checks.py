@@ -3,11 +3,11 @@
 Builds ``--n`` BYU-like slice folders (``--slices`` JPEG slices of ``--size`` px, the same image in each: the
 file-system work is what is measured, not the decode) and times, side by side in one run:
 
-* the input listing (:func:`inference.sources.scan_sources`: every entry classified);
-* the checks before any work (:func:`inference.preflight.check_inputs`: a header peek per source);
-* the source stamps of the run key (:func:`inference.workdir.source_stamp`: size and mtime of every slice);
-* the model hash of the run key (:func:`inference.workdir.file_digest` over a ``--model-mb`` file);
-* reading every tomogram (:func:`inference.readers.read_volume`), the reference the others are divided by.
+* the input listing (:func:`inference.io.sources.scan_sources`: every entry classified);
+* the checks before any work (:func:`inference.run.preflight.check_inputs`: a header peek per source);
+* the source stamps of the run key (:func:`inference.run.workdir.source_stamp`: size and mtime of every slice);
+* the model hash of the run key (:func:`inference.run.workdir.file_digest` over a ``--model-mb`` file);
+* reading every tomogram (:func:`inference.io.readers.read_volume`), the reference the others are divided by.
 
     python bench/bench_run_checks.py [--n 100] [--slices 300] [--size 512] [--repeats 9] [--out FILE]
 """
@@ -53,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "run_checks.md")
     args = parser.parse_args(argv)
 
-    from inference import preflight, readers, workdir
-    from inference.demo_models import write_demo_models
-    from inference.manifest import load_manifest
+    from inference.io import readers
+    from inference.io.sources import scan_sources
+    from inference.manifest.parse import load_manifest
+    from inference.run import preflight, workdir
+    from inference.synth.demo_models import write_demo_models
 
     with tempfile.TemporaryDirectory(prefix="bench-checks-") as tmp:
         root = Path(tmp)
@@ -63,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         manifest = load_manifest(write_demo_models(root / "models", with_2d=True))
         model = root / "model.bin"
         model.write_bytes(os.urandom(args.model_mb * 2**20))
-        found = readers.scan_sources(inp, report=False)
+        found = scan_sources(inp, report=False)
         steps = {
-            "listing (every entry classified)": lambda: readers.scan_sources(inp, report=False),
+            "listing (every entry classified)": lambda: scan_sources(inp, report=False),
             "checks before any work (a header peek per source)":
                 lambda: preflight.check_inputs(found.sources, manifest, None, 13.1),
             "source stamps of the run key (size and mtime of every slice)":

@@ -40,9 +40,9 @@ def big_rss(tmp: Path) -> tuple[float, float, str]:
     code = f"""
 import numpy as np, resource, time, sys
 from pathlib import Path
-from inference.demo_models import write_demo_models
+from inference.synth.demo_models import write_demo_models
 from inference.manifest import load_manifest
-from inference.runner import PredictConfig, run_predict
+from inference.run.runner import PredictConfig, run_predict
 d = Path({str(tmp)!r})
 (d / "in").mkdir(exist_ok=True)
 v = np.lib.format.open_memmap(d / "in" / "tomo_big.npy", mode="w+", dtype=np.uint8, shape=(800, 1912, 1847))
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     if 0 not in args.workers:
         ap.error("--workers must include 0 (in-process: the end-to-end comparison's row)")
 
-    from inference.demo_models import detector_model
+    from inference.synth.demo_models import detector_model
 
     tmp = Path(tempfile.mkdtemp())
     data, sources, spacings = make_data(tmp, args.n, args.seed, args.scale)

@@ -11,7 +11,7 @@
   their engines, not starting the cluster, which is timed on its own (``ray.init`` to ready, 3 times).
 * Every run's submission must be byte-identical to the first one's (checked).
 * Also: reading the median portal tomogram (256 x 646 x 650 float32, 3 levels, 128^3 chunks) from a
-  local OME-Zarr store, level 0, with ``inference.omezarr.read_omezarr``.
+  local OME-Zarr store, level 0, with ``inference.io.omezarr.read_omezarr``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ VARIANTS = (("local runner, 1 worker", "local", 1), ("local runner, 2 workers", 
 
 
 def one_run(manifest, data: Path, backend: str, workers: int) -> dict:
-    from inference.runner import PredictConfig, run_predict
+    from inference.run.runner import PredictConfig, run_predict
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         out = Path(tmp) / "sub.csv"
@@ -52,7 +52,7 @@ def ray_start(ray) -> None:
 
 
 def zarr_store(tmp: Path) -> Path:
-    from inference.omezarr_write import write_omezarr
+    from inference.synth.omezarr_write import write_omezarr
 
     vol = np.random.default_rng(0).standard_normal((256, 646, 650), dtype=np.float32)
     write_omezarr(tmp / "median.zarr", vol, 16.0, levels=3, chunks=(128, 128, 128))
@@ -70,9 +70,9 @@ def main(argv=None) -> int:
 
     import ray
 
-    from inference.manifest import load_manifest
-    from inference.omezarr import read_omezarr
-    from inference.synth import generate
+    from inference.io.omezarr import read_omezarr
+    from inference.manifest.parse import load_manifest
+    from inference.synth.generate import generate
 
     logging.basicConfig(level=logging.WARNING)
     tmp = Path(tempfile.mkdtemp())

@@ -37,9 +37,10 @@ def main(argv=None) -> int:
     import torch
     from monai.inferers import sliding_window_inference
 
-    from inference.demo_models import detector_model
-    from inference.engines import load_engine
-    from inference.windows import count_windows, sliding_window
+    from inference.engines.registry import load_engine
+    from inference.predict.window_placement import count_windows
+    from inference.predict.windows import sliding_window
+    from inference.synth.demo_models import detector_model
 
     torch.set_num_threads(1)  # ORT does the compute; torch only glues
     tmp = Path(tempfile.mkdtemp())
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
             f"- measure: {args.repeats} interleaved rounds after a warm-up round; median (min-max); ratios: medians "
             "(min-max) of per-round ratios", "")
     rows = []
-    for name, label in (("ours", "ours (`inference.windows.sliding_window`)"),
+    for name, label in (("ours", "ours (`inference.predict.windows.sliding_window`)"),
                         ("MONAI", "MONAI `sliding_window_inference`")):
         wall, cpu = rep.metric(f"{name} wall s", runs.wall(name)), rep.metric(f"{name} CPU s", runs.cpu(name))
         vs_wall = rep.metric(f"{name} vs MONAI (wall)", runs.speedup("MONAI", name))

@@ -52,7 +52,7 @@ class Budget:
 
 def find_gpu() -> str | None:
     """None when a GPU is usable (CuPy, else torch), else one line saying why not; imports nothing heavy first."""
-    from inference import gpus
+    from inference.engines import gpus
 
     status = gpus.probe()
     if status.ok:
@@ -92,7 +92,8 @@ def run_sections(caps: S.Capabilities, out: Path, budget: Budget, first: S.Secti
 
 
 def candidate_sections(caps: S.Capabilities, out: Path, budget: Budget) -> list[S.Section]:
-    from inference.engines import EngineOptions, load_engine
+    from inference.engines.base import EngineOptions
+    from inference.engines.registry import load_engine
 
     holder = {}
 
@@ -119,8 +120,8 @@ def candidate_sections(caps: S.Capabilities, out: Path, budget: Budget) -> list[
 def throughput_rows(caps: S.Capabilities, manifest_path: Path, budget: Budget) -> list[dict]:
     """Per member and precision: through TensorRT (ONNX Runtime's provider) or ONNX Runtime's CUDA
     provider (fp32) where they and the exported member are present, else export's torch module."""
-    from inference.engines import EngineOptions
-    from inference.manifest import load_manifest
+    from inference.engines.base import EngineOptions
+    from inference.manifest.parse import load_manifest
 
     manifest = load_manifest(manifest_path, check_files=False)
     rows = []
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None, *, find=find_gpu, sections: dict | None 
     if problem:
         print(f"gpu_check: {problem}. Fix: run it on a machine with an NVIDIA GPU", file=sys.stderr)
         return 2
-    from inference import doctor
+    from inference.run import doctor
 
     report = (collect or doctor.collect)()  # the device only: the recipe's member files need not exist here
     caps = S.capabilities(report, S.torch_cuda_problem())

@@ -4,7 +4,7 @@
         [--manifest weights_manifest.yaml] [--flops bench/results/flops.md] [--out bench/results/portal.md]
 
 Nothing runs on a GPU here. Per tomogram (its shape and spacing from the portal table), the shipped
-manifest's engine windows per member and TTA (``export.kaggle.cost.reference_windows``: the member's
+manifest's engine windows per member and TTA (``kaggle_builder.cost.reference_windows``: the member's
 resample grid and window rule) times FLOPs per window (bench/results/flops.md) give its FLOPs. Two
 bounds on device time follow:
 
@@ -33,7 +33,7 @@ KAGGLE_HIDDEN = {"tomograms": 900, "hours": 9.0, "gpus": 2, "shape": (400, 1400,
 
 
 def tomogram_flops(manifest, flops_table, shape, spacing) -> tuple[float, dict[str, int]]:
-    from export.kaggle.cost import member_flops, reference_windows
+    from kaggle_builder.cost import member_flops, reference_windows
 
     total, windows = 0.0, {}
     for m in manifest.members:
@@ -58,8 +58,8 @@ def main(argv=None) -> int:
     import numpy as np
     import pandas as pd
 
-    from export.kaggle.cost import parse_flops_md
-    from inference.manifest import load_manifest
+    from inference.manifest.parse import load_manifest
+    from kaggle_builder.cost import parse_flops_md
 
     manifest = load_manifest(args.manifest, check_files=False)
     table = parse_flops_md(args.flops)
@@ -72,9 +72,9 @@ def main(argv=None) -> int:
     t4_s_per_hidden = KAGGLE_HIDDEN["hours"] * 3600 * KAGGLE_HIDDEN["gpus"] / KAGGLE_HIDDEN["tomograms"]
     upper_t4_h = float((flops / hidden_flops).sum() * t4_s_per_hidden / 3600)
 
-    from export.kaggle.cost import T4_PEAK_FLOPS
-    from export.kaggle.profile import projection_hours
-    from export.kaggle.target import HIDDEN_TEST_TOMOGRAMS, MEDIAN_SHAPE, MEDIAN_SPACING_A
+    from kaggle_builder.cost import T4_PEAK_FLOPS
+    from kaggle_builder.profile import projection_hours
+    from kaggle_builder.target import HIDDEN_TEST_TOMOGRAMS, MEDIAN_SHAPE, MEDIAN_SPACING_A
 
     n = len(portal)
     rep = Report("project_portal.py", "Projections on paper: the shipped recipe on Kaggle and on the portal", argv)

@@ -26,7 +26,7 @@ stripped while *every* key has them.
 the log and the result), loads tensors the model shares under several names (CoaT's ``cpeN`` /
 ``serial_blocksN.M.cpe``) once -- they must agree where the checkpoint has more than one of them --
 and is strict otherwise: any missing, unexpected or shape-mismatched key is an
-:class:`~inference.errors.InputError` listing a few of each.
+:class:`~inference.common.errors.InputError` listing a few of each.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from inference.errors import InputError
-from inference.file_hash import sha256_file
+from inference.common.errors import InputError
+from inference.common.file_hash import sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from inference.errors import EngineError, InputError
+from inference.common.errors import EngineError, InputError
 
 logger = logging.getLogger("export")
 
@@ -133,7 +133,7 @@ def _add_tensorrt(sub) -> None:
         description="Parse the ONNX with TensorRT's parser, add one optimization profile for the dynamic batch "
                     "(spatial axes fixed to the ONNX patch), build (fp32 or --fp16) with a timing cache, write the "
                     "engine and its JSON sidecar (TensorRT version, GPU, compute capability, ONNX sha256, fp16, "
-                    "batch profile, input/output shapes; format in export/tensorrt.py).",
+                    "batch profile, input/output shapes; format in inference/engines/tensorrt_sidecar.py).",
     )
     p.add_argument("--onnx", required=True, type=Path, help="ONNX file written by `python -m export onnx`")
     p.add_argument("--out", required=True, type=Path, help="engine file to write (M.engine; sidecar M.engine.json)")
@@ -147,7 +147,8 @@ def _add_tensorrt(sub) -> None:
 
 
 def _run_tensorrt(args) -> int:
-    from export.tensorrt import BatchProfile, build_engine
+    from export.tensorrt import build_engine
+    from inference.engines.tensorrt_sidecar import BatchProfile
 
     sc = build_engine(args.onnx, args.out, fp16=args.fp16, batch=BatchProfile.parse(args.batch),
                       workspace_gb=args.workspace_gb, timing_cache=args.timing_cache, device_id=args.device_id)
@@ -163,7 +164,7 @@ def _add_archs(sub) -> None:
 
 
 def _run_archs(args) -> int:
-    REGISTRY = _lib("export.registry").REGISTRY  # noqa: N806
+    REGISTRY = _lib("export.models.registry").REGISTRY  # noqa: N806
 
     for s in REGISTRY.values():
         print(f"{s.name:18s} {s.kind}  in {s.in_channels}  stride {s.stride}  patch multiple {s.patch_multiple}  "
@@ -186,6 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from export.errors import ExportError
-    from inference.cli import run_command
+    from inference.cli.main import run_command
 
     return run_command(build_parser(), argv, errors=(InputError, EngineError, ExportError))

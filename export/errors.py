@@ -1,4 +1,4 @@
-"""Errors of the export itself (as opposed to bad user input, which is :class:`inference.errors.InputError`)."""
+"""Errors of the export itself (as opposed to bad user input, which is :class:`inference.common.errors.InputError`)."""
 
 from __future__ import annotations
 

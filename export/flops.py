@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from export.registry import MemberSpec, build_model, check_patch
+from export.models.registry import MemberSpec, build_model, check_patch
 
 
 @dataclass(frozen=True)

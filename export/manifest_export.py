@@ -1,6 +1,6 @@
 """``python -m export all``: every member of a manifest -> ``<out>/<member's model path>``.
 
-The manifest is validated exactly as inference does (:func:`inference.manifest.parse_manifest`)
+The manifest is validated exactly as inference does (:func:`inference.manifest.parse.parse_manifest`)
 except that the model files need not exist yet. Each member's arch is its name (or the longest
 registry arch ``A`` it starts with as ``A_``/``A-``/``A.``), and must agree with the manifest on
 kind, stride and (2d) channels, and its ``normalize`` must be ``{mean: 0, std: 1}`` (the registry
@@ -12,7 +12,7 @@ patch multiple (32). Whenever the shipped manifest would not describe the files 
 scaled patch, a subset (``only``), or ``out`` not the manifest's folder -- a derived manifest
 ``<out>/<stem>.exported.yaml`` is written (same content, exported patches and members; model paths
 still relative, now to ``out``). Either way the manifest that describes the export is loaded with
-:func:`inference.manifest.load_manifest` at the end, so ``all`` fails if it does not validate.
+:func:`inference.manifest.parse.load_manifest` at the end, so ``all`` fails if it does not validate.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from pathlib import Path
 import yaml
 
 from export.checkpoints import find_checkpoint
+from export.models.registry import REGISTRY, arch_for_member
 from export.onnx_export import DEFAULT_OPSET, DEFAULT_TOL, ExportReport, export_onnx
-from export.registry import REGISTRY, arch_for_member
-from inference.errors import InputError
-from inference.manifest import Manifest, load_manifest, parse_manifest, read_manifest_yaml
+from inference.common.errors import InputError
+from inference.manifest.parse import load_manifest, parse_manifest, read_manifest_yaml
+from inference.manifest.types import Manifest
 
 logger = logging.getLogger(__name__)
 

@@ -58,10 +58,10 @@ import torch
 from export.checkpoints import load_into, read_checkpoint
 from export.deps import import_module
 from export.errors import ExportError
+from export.models.registry import MemberSpec, build_model, check_patch, resolve_arch
 from export.parity import FP32_ROUNDING_CAP, fp64_output, parity_verdict
-from export.registry import MemberSpec, build_model, check_patch, resolve_arch
-from inference.errors import InputError
-from inference.manifest import Normalize
+from inference.common.errors import InputError
+from inference.manifest.types import Normalize
 
 logger = logging.getLogger(__name__)
 

@@ -2,11 +2,10 @@
 
 TensorRT engines are not portable: one runs only on the TensorRT version and the GPU (compute
 capability) it was built with. Every engine ``M.engine`` therefore has a sidecar ``M.engine.json``
-recording what it was built from and for (:mod:`export.tensorrt_sidecar`); a loader compares that
-with the running machine and rebuilds from the ONNX when anything differs (:func:`ensure_engine`,
+recording what it was built from and for (:mod:`inference.engines.tensorrt_sidecar`); a loader compares that
+with the running machine and rebuilds from the ONNX when anything differs (``ensure_engine`` in
 :mod:`export.tensorrt_cache`). Only :func:`build_engine` and :func:`runtime_env` need TensorRT / a
 GPU (the CUDA driver through ctypes, no toolkit); the sidecar and the decision are pure Python.
-The names of both modules are re-exported here.
 
 TensorRT 11 removed ``BuilderFlag.FP16`` (strongly typed networks only): ``--fp16`` then fails with
 a clear error; stay on TensorRT 10.x (``motorfinder[gpu]`` pins ``tensorrt>=10,<11``).
@@ -21,40 +20,16 @@ import time
 from pathlib import Path
 
 from export.errors import ExportError
-from export.tensorrt_cache import (
-    TIMING_CACHE_NAME,
-    EnsureResult,
-    cache_key,
-    cached_engine_path,
-    ensure_engine,
-    mismatch_reasons,
-)
-from export.tensorrt_sidecar import (
-    DEFAULT_BATCH,
+from inference.common.errors import InputError
+from inference.common.file_hash import sha256_file
+from inference.engines.tensorrt_sidecar import (
     DEFAULT_WORKSPACE_GB,
-    SIDECAR_FORMAT,
-    SIDECAR_VERSION,
     BatchProfile,
     EngineSidecar,
     RuntimeEnv,
     TensorInfo,
-    parse_sidecar,
-    read_sidecar,
-    sidecar_path,
     write_sidecar,
 )
-from inference.errors import InputError
-from inference.file_hash import sha256_file
-
-__all__ = [
-    # the builder and the running machine (this module)
-    "build_engine", "check_profile_input", "gpu_info", "import_tensorrt", "onnx_io", "runtime_env", "use_device",
-    # export.tensorrt_sidecar (and inference.file_hash)
-    "DEFAULT_BATCH", "DEFAULT_WORKSPACE_GB", "SIDECAR_FORMAT", "SIDECAR_VERSION", "BatchProfile", "EngineSidecar",
-    "RuntimeEnv", "TensorInfo", "parse_sidecar", "read_sidecar", "sha256_file", "sidecar_path", "write_sidecar",
-    # export.tensorrt_cache
-    "TIMING_CACHE_NAME", "EnsureResult", "cache_key", "cached_engine_path", "ensure_engine", "mismatch_reasons",
-]
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Which TensorRT engine to load: reuse the given one, reuse a cached one, or build one (:func:`ensure_engine`).
 
-An engine is usable when its sidecar (:mod:`export.tensorrt_sidecar`) matches the running TensorRT,
-GPU, ONNX file (sha256), precision and batch profile (:func:`mismatch_reasons`, [] = usable); a
-cache folder holds engines named by :func:`cache_key`. Only a build needs TensorRT and a GPU
+An engine is usable when its sidecar (:mod:`inference.engines.tensorrt_sidecar`) matches the running TensorRT,
+GPU, ONNX file (sha256), precision and batch profile (``mismatch_reasons`` there, [] = usable); a cache
+folder holds engines named by :func:`cache_key`. Only a build needs TensorRT and a GPU
 (:mod:`export.tensorrt`); the decision itself is pure Python.
 """
 
@@ -14,17 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from export.tensorrt_sidecar import (
+from export.tensorrt import build_engine, runtime_env
+from inference.common.errors import InputError
+from inference.common.file_hash import sha256_file
+from inference.engines.tensorrt_sidecar import (
     DEFAULT_WORKSPACE_GB,
     BatchProfile,
     EngineSidecar,
     RuntimeEnv,
+    mismatch_reasons,
     read_sidecar,
 )
-from inference.errors import InputError
-from inference.file_hash import sha256_file
 
-logger = logging.getLogger("export.tensorrt")  # the engine's one log name, as before the modules were split
+logger = logging.getLogger(__name__)
 
 TIMING_CACHE_NAME = "tensorrt.timing-cache"  # ensure_engine's default timing cache, in the cache dir
 
@@ -38,27 +40,6 @@ def cache_key(onnx_sha256: str, env: RuntimeEnv, fp16: bool, batch: BatchProfile
 
 def cached_engine_path(cache_dir: str | Path, onnx_path: str | Path, key: str) -> Path:
     return Path(cache_dir) / f"{Path(onnx_path).stem}-{key}.engine"
-
-
-def mismatch_reasons(sidecar: EngineSidecar, *, onnx_sha256: str, env: RuntimeEnv, fp16: bool,
-                     batch: BatchProfile, engine_sha256: str | None = None) -> list[str]:
-    """Why an engine with ``sidecar`` must not be used here ([] = usable). ``engine_sha256``: of the file."""
-    reasons = []
-    if sidecar.onnx_sha256 != onnx_sha256:
-        reasons.append(f"built from another ONNX (sha256 {sidecar.onnx_sha256[:12]} != {onnx_sha256[:12]})")
-    if sidecar.tensorrt_version != env.tensorrt_version:
-        reasons.append(f"TensorRT {sidecar.tensorrt_version} != running {env.tensorrt_version}")
-    if sidecar.compute_capability != env.compute_capability:
-        reasons.append(f"compute capability {sidecar.compute_capability} != this GPU's {env.compute_capability}")
-    if sidecar.gpu_name != env.gpu_name:
-        reasons.append(f"GPU {sidecar.gpu_name!r} != this {env.gpu_name!r}")
-    if sidecar.fp16 != fp16:
-        reasons.append(f"fp16={sidecar.fp16}, wanted fp16={fp16}")
-    if sidecar.batch_profile != batch:
-        reasons.append(f"batch profile {sidecar.batch_profile}, wanted {batch}")
-    if engine_sha256 is not None and sidecar.engine_sha256 != engine_sha256:
-        reasons.append("engine file does not match its sidecar (sha256)")
-    return reasons
 
 
 @dataclass(frozen=True)
@@ -84,10 +65,8 @@ def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None, cache_d
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise InputError(onnx_path, "ONNX file not found", "export the member first (python -m export onnx)")
-    from export import tensorrt  # the builder, at call time: export.tensorrt imports this module
-
-    env = env or tensorrt.runtime_env(device_id)
-    build = builder or tensorrt.build_engine
+    env = env or runtime_env(device_id)
+    build = builder or build_engine
     onnx_sha = sha256_file(onnx_path)
 
     def verdict(path: Path) -> list[str]:

@@ -1,7 +1,5 @@
 """Offline inference for 3D point detection in cryo-electron tomograms.
 
 The package never imports torch: models arrive as ONNX (or TensorRT engines) and run through
-the engines in :mod:`inference.engines`. See docs/ARCHITECTURE.md for the data flow.
+the engines in :mod:`inference.engines`. Subpackages follow the data flow (docs/ARCHITECTURE.md).
 """
-
-__version__ = "0.1.0"

@@ -1,6 +1,6 @@
-"""``python -m inference``: see :mod:`inference.cli`."""
+"""``python -m inference``: see :mod:`inference.cli.main`."""
 
-from inference.cli import main
+from inference.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

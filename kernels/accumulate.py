@@ -14,7 +14,7 @@ CUDA, ``method='gather'`` (default): one thread per heatmap cell of the batch's 
 walks the N windows in order and adds/maxes the ones covering it, then writes the cell once. No
 atomics, deterministic, and the same float operations in the same order per cell as the
 sequential reference, so it is bit-identical to it for mean (float32 or float64) and max alike
-(float32 subnormals aside: CuPy compiles with ``-ftz=true``, see ``kernels._cupy.NVRTC_OPTIONS``).
+(float32 subnormals aside: CuPy compiles with ``-ftz=true``, see ``kernels.array_module.NVRTC_OPTIONS``).
 Cost: ``cells_in_bbox * N`` cheap index tests (55k cells x 64 windows = 3.6M for a 16x60x58
 heatmap), next to ``N * d*h*w`` useful reads.
 
@@ -31,7 +31,7 @@ import functools
 
 import numpy as np
 
-from kernels._cupy import CTYPES, NVRTC_OPTIONS, get_array_module, grid_1d, import_cupy, to_numpy
+from kernels.array_module import CTYPES, NVRTC_OPTIONS, get_array_module, grid_1d, import_cupy, to_numpy
 
 MODES = ("mean", "max")
 METHODS = ("gather", "atomic")

@@ -1,17 +1,19 @@
-"""3D local-maximum mask (the NMS step of peak decoding).
+"""Local-maximum mask (the NMS step of peak decoding), and the box maximum it is made of.
 
 Semantics (both paths): with ``heat`` cast to float32, a cell is kept iff
 ``heat >= float32(min_conf)`` and ``heat == max(box)``, the box being ``kernel`` cells wide on
 each axis (odd; one value or one per axis) centred on the cell, cells outside the array counting
-as -inf. Every cell of a plateau that equals its box maximum is kept (no spatial tie-breaking);
-a NaN anywhere in the box makes the maximum NaN, so such cells are not kept (as with a
-``numpy.maximum`` filter). Note ``min_conf`` is rounded to float32, as NumPy does when a float32
-array is compared with a Python float. On the GPU (CuPy compiles with ``-ftz=true``) a float32
-subnormal compares as zero, so it ties with a zero neighbour; NumPy keeps it apart.
+as -inf (:func:`box_max`, separable, for any array module and rank). Every cell of a plateau that
+equals its box maximum is kept (no spatial tie-breaking); a NaN anywhere in the box makes the
+maximum NaN, so such cells are not kept (as with a ``numpy.maximum`` filter). Note ``min_conf`` is
+rounded to float32, as NumPy does when a float32 array is compared with a Python float. On the GPU
+(CuPy compiles with ``-ftz=true``) a float32 subnormal compares as zero, so it ties with a zero
+neighbour; NumPy keeps it apart.
 
-CUDA: one thread per cell scans its (bounds-clipped) box and stops at the first neighbour that
-is not ``<=`` the centre (``!(u <= v)`` is also true for a NaN ``u``). Equivalent to
-``v == max(box)`` because the centre belongs to its box and outside cells are -inf.
+CUDA (3D heatmaps): one thread per cell scans its (bounds-clipped) box and stops at the first
+neighbour that is not ``<=`` the centre (``!(u <= v)`` is also true for a NaN ``u``). Equivalent to
+``v == max(box)`` because the centre belongs to its box and outside cells are -inf. A CuPy heatmap
+of another rank goes through :func:`box_max` on the device.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import functools
 
 import numpy as np
 
-from kernels._cupy import NVRTC_OPTIONS, get_array_module, grid_1d, import_cupy
+from kernels.array_module import NVRTC_OPTIONS, get_array_module, grid_1d, import_cupy
 
 
 def kernel_widths(kernel, ndim: int = 3) -> tuple[int, ...]:
@@ -36,37 +38,50 @@ def _check(heat) -> None:
         raise ValueError(f"heat must be 3D, got shape {tuple(heat.shape)}")
 
 
-def box_max_ref(heat: np.ndarray, kernel) -> np.ndarray:
-    """Max over the box around each cell (outside = -inf), separable; NaN propagates."""
+def box_max(heat, kernel, xp=None):
+    """Max over the ``kernel``-wide box around each cell (one odd width, or one per axis); outside
+    the array counts as -inf; NaN propagates. Separable: one padded pass per axis. Any rank;
+    ``xp``: the array module (by default ``heat``'s, NumPy or CuPy)."""
+    xp = get_array_module(heat) if xp is None else xp
     ks = kernel_widths(kernel, heat.ndim)
     out = heat
     for axis, k in enumerate(ks):
         r = k // 2
-        if r == 0:
+        if r == 0 or heat.shape[axis] == 1:  # a one-cell axis: its box holds the cell and -inf
             continue
         pad = [(0, 0)] * heat.ndim
         pad[axis] = (r, r)
-        p = np.pad(out, pad, mode="constant", constant_values=-np.inf)
+        p = xp.pad(out, pad, mode="constant", constant_values=-xp.inf)
         n = out.shape[axis]
         acc = None
         for s in range(k):
             part = p[(slice(None),) * axis + (slice(s, s + n),)]
-            acc = part.copy() if acc is None else np.maximum(acc, part, out=acc)
+            acc = part.copy() if acc is None else xp.maximum(acc, part, out=acc)
         out = acc
     return out
 
 
+def _mask(h, kernel, min_conf: float):
+    """The mask of a float32 ``h`` composed of array operations (any module, any rank)."""
+    return (h == box_max(h, kernel)) & (h >= np.float32(min_conf))
+
+
 def local_max_mask_ref(heat, kernel=3, min_conf: float = 0.0) -> np.ndarray:
-    """NumPy reference (and CPU path) of :func:`local_max_mask`; bool array of ``heat``'s shape."""
-    h = np.ascontiguousarray(heat, dtype=np.float32)
-    _check(h)
-    return (h == box_max_ref(h, kernel)) & (h >= np.float32(min_conf))
+    """NumPy reference (and CPU path) of :func:`local_max_mask`; bool array of ``heat``'s shape (any rank)."""
+    return _mask(np.ascontiguousarray(heat, dtype=np.float32), kernel, min_conf)
 
 
 def local_max_mask(heat, kernel=3, min_conf: float = 0.0):
-    """Bool mask of the cells kept by 3D max-pool NMS (see module doc); NumPy or CuPy."""
-    if get_array_module(heat) is np:
+    """Bool mask of the cells kept by max-pool NMS (see module doc); NumPy or CuPy.
+
+    NumPy: :func:`local_max_mask_ref`. CuPy: one CUDA launch for a 3D heatmap, :func:`box_max` on the
+    device for another rank.
+    """
+    xp = get_array_module(heat)
+    if xp is np:
         return local_max_mask_ref(heat, kernel, min_conf)
+    if heat.ndim != 3:
+        return _mask(xp.ascontiguousarray(heat, dtype=xp.float32), kernel, min_conf)
     return _local_max_mask_cupy(heat, kernel, min_conf)
 
 

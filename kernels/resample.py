@@ -13,7 +13,7 @@ affine normalization as the inference pipeline does it):
   same thing: the CUDA kernel reads the 8 corner voxels and performs exactly these float32
   operations in this order (``--fmad=false`` and ``_rn`` intrinsics: no fused multiply-add), so
   it equals the separable NumPy reference bit-for-bit, float32 subnormals aside (CuPy compiles
-  with ``-ftz=true`` and flushes them to zero; tests/test_kernels_emulated.py checks both).
+  with ``-ftz=true`` and flushes them to zero; tests/kernels/test_kernels_emulated.py checks both).
 * ``grid='half_pixel'`` (PyTorch ``F.interpolate(..., align_corners=False, scale_factor=s/t,
   recompute_scale_factor=False)``): with ``r = s / t`` the axis has ``floor(n * r)`` samples and
   sample ``j`` reads ``u = max(float32(1/r) * (j + 0.5) - 0.5, 0)`` (float32, as PyTorch's CPU
@@ -38,12 +38,13 @@ from typing import Sequence
 
 import numpy as np
 
-from kernels._cupy import CTYPES, NVRTC_OPTIONS, get_array_module, import_cupy
+from kernels.array_module import CTYPES, NVRTC_OPTIONS, get_array_module, import_cupy
 
 Spacing = float | Sequence[float]
 
 
-def _per_axis(value: Spacing, ndim: int = 3) -> tuple[float, ...]:
+def per_axis_spacing(value: Spacing, ndim: int = 3) -> tuple[float, ...]:
+    """``ndim`` spacings (Å) from one value or one per axis; ValueError unless positive and finite."""
     out = (float(value),) * ndim if np.ndim(value) == 0 else tuple(float(v) for v in value)
     if len(out) != ndim:
         raise ValueError(f"spacing: expected 1 or {ndim} values, got {value!r}")
@@ -56,7 +57,7 @@ GRIDS = ("corner", "half_pixel")
 QUANTIZE = ("none", "uint8")
 
 
-def _is_identity(src: float, dst: float, grid: str = "corner", n: int | None = None) -> bool:
+def is_identity_axis(src: float, dst: float, grid: str = "corner", n: int | None = None) -> bool:
     """Whether an axis is left as it is. ``half_pixel`` follows PyTorch's CPU ``F.interpolate``: an axis
     is copied when ``s == t`` or when its output length ``floor(n * s/t)`` equals ``n`` (``1 < s/t <
     1 + 1/n``), whatever the scale factor (``compute_source_index_and_lambda`` in ATen's UpSample.h)."""
@@ -76,7 +77,7 @@ def output_length(n: int, src: float, dst: float, grid: str = "corner") -> int:
     """Samples along an axis of ``n`` voxels at ``src`` Å resampled to ``dst`` Å (``n`` when that
     axis is not resampled: spacings ``math.isclose`` (corner); equal spacings or ``floor(n * s/t) == n``
     (half_pixel))."""
-    if _is_identity(src, dst, grid, n):
+    if is_identity_axis(src, dst, grid, n):
         return int(n)
     if grid == "half_pixel":
         return max(1, int(math.floor(n * (src / dst))))
@@ -85,28 +86,49 @@ def output_length(n: int, src: float, dst: float, grid: str = "corner") -> int:
 
 def output_shape(shape: Sequence[int], src_spacing: Spacing, dst_spacing: Spacing,
                  grid: str = "corner") -> tuple[int, ...]:
-    src, dst = _per_axis(src_spacing, len(shape)), _per_axis(dst_spacing, len(shape))
+    src, dst = per_axis_spacing(src_spacing, len(shape)), per_axis_spacing(dst_spacing, len(shape))
     return tuple(output_length(n, s, t, grid) for n, s, t in zip(shape, src, dst))
 
 
 def axis_table(n: int, src: float, dst: float, grid: str = "corner") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(i0, i1, u)`` of one axis: int64 lower/upper source index and float32 weight per sample."""
     m = output_length(n, src, dst, grid)
-    if _is_identity(src, dst, grid, n):
+    if is_identity_axis(src, dst, grid, n):
         j = np.arange(m, dtype=np.int64)
         return j, j.copy(), np.zeros(m, dtype=np.float32)
     if grid == "half_pixel":
-        scale = np.float32(1.0 / (src / dst))
-        pos32 = np.maximum(scale * (np.arange(m, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
-                           np.float32(0.0))
-        i0 = np.minimum(np.floor(pos32).astype(np.int64), n - 1)
-        u = (pos32 - i0.astype(np.float32)).astype(np.float32)
-        return i0, np.minimum(i0 + 1, n - 1), u
-    pos = np.arange(m, dtype=np.float64) * (dst / src)
+        return half_pixel_taps(n, m, np.float32(1.0 / (src / dst)))
+    return corner_taps(n, m, dst / src)
+
+
+def corner_taps(n: int, m: int, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(i0, i1, u)`` of ``m`` samples of an axis of ``n`` voxels at corner-aligned positions.
+
+    Sample ``j`` reads position ``p = j * step`` (float64; ``step = t / s``): ``i0 = clip(floor(p), 0,
+    n - 1)``, ``i1 = min(i0 + 1, n - 1)``, ``u = float32(p - i0)``.
+    """
+    pos = np.arange(m, dtype=np.float64) * step
     i0 = np.clip(np.floor(pos).astype(np.int64), 0, n - 1)
     u = (pos - i0).astype(np.float32)
     i1 = np.minimum(i0 + 1, n - 1)
     return i0, i1, u
+
+
+def half_pixel_taps(n: int, m: int, scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(i0, i1, u)`` of ``m`` samples of an axis of ``n`` voxels at half-pixel positions.
+
+    PyTorch's ``align_corners=False`` source index, in float32 as its CPU kernel computes it:
+    ``u = max(scale * (j + 0.5) - 0.5, 0)``, ``i0 = min(floor(u), n - 1)``, ``i1 = min(i0 + 1, n - 1)``,
+    weight ``float32(u - i0)``. ``scale`` (rounded to float32) is the caller's: PyTorch takes
+    ``1 / scale_factor`` when given ``scale_factor`` (:func:`axis_table`: ``float32(1 / (s / t))``) and
+    ``n / m`` in float32 when given the output size (the stitching grid's window resize).
+    """
+    scale = np.float32(scale)
+    pos32 = np.maximum(scale * (np.arange(m, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
+                       np.float32(0.0))
+    i0 = np.minimum(np.floor(pos32).astype(np.int64), n - 1)
+    u = (pos32 - i0.astype(np.float32)).astype(np.float32)
+    return i0, np.minimum(i0 + 1, n - 1), u
 
 
 def axis_order(src: Sequence[float], dst: Sequence[float]) -> tuple[int, ...]:
@@ -152,9 +174,9 @@ def resample_normalize_ref(volume, src_spacing: Spacing, dst_spacing: Spacing, m
     vol = np.asarray(volume)
     _check(vol, std)
     _check_options(grid, quantize)
-    src, dst = _per_axis(src_spacing), _per_axis(dst_spacing)
+    src, dst = per_axis_spacing(src_spacing), per_axis_spacing(dst_spacing)
     tables = [axis_table(n, s, t, grid) for n, s, t in zip(vol.shape, src, dst)]
-    order = [a for a in axis_order(src, dst) if not _is_identity(src[a], dst[a], grid, vol.shape[a])]
+    order = [a for a in axis_order(src, dst) if not is_identity_axis(src[a], dst[a], grid, vol.shape[a])]
     mean32, std32 = np.float32(mean), np.float32(std)
     out = np.empty(tuple(len(t[0]) for t in tables), dtype=np.float32)
     z0, z1, zu = tables[0]
@@ -245,7 +267,7 @@ def _resample_normalize_cupy(volume, src_spacing, dst_spacing, mean, std, grid="
     if volume.dtype not in CTYPES:
         raise TypeError(f"resample kernel: unsupported dtype {volume.dtype} (have {sorted(map(str, CTYPES))})")
     vol = cp.ascontiguousarray(volume)
-    src, dst = _per_axis(src_spacing), _per_axis(dst_spacing)
+    src, dst = per_axis_spacing(src_spacing), per_axis_spacing(dst_spacing)
     tables = [axis_table(n, s, t, grid) for n, s, t in zip(vol.shape, src, dst)]
     m = tuple(len(t[0]) for t in tables)
     if m[0] > 65535 or -(-m[1] // _BLOCK3[1]) > 65535:

@@ -16,7 +16,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from inference.demo_models import avgpool_model, detector_model
+from inference.synth.demo_models import avgpool_model, detector_model
 
 REPO = Path(__file__).resolve().parents[1]
 

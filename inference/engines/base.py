@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import EngineError
+from inference.common.errors import EngineError
 
 
 @dataclass(frozen=True)

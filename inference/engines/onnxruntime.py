@@ -15,11 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from inference import gpus
-from inference.engines import cuda_stream
+from inference.common.errors import EngineError
+from inference.engines import cuda_stream, gpus
 from inference.engines import ort_providers as prov
 from inference.engines.base import Engine, EngineOptions
-from inference.errors import EngineError
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +34,13 @@ def import_onnxruntime(import_module: Callable = importlib.import_module):
 
 
 class OnnxRuntimeEngine(Engine):
+    """An ``.onnx`` member on ONNX Runtime: the CPU provider, or CUDA / TensorRT with IOBinding on device arrays.
+
+    The provider asked for (``options``) must be the active one after the session is built, else an
+    EngineError names the library that failed and the fix (:mod:`inference.engines.ort_providers`).
+    ``run(batch)`` takes NumPy or CuPy (N, C, *patch) and returns the first output, on the input's device.
+    """
+
     def __init__(self, path: str | Path, options: EngineOptions = EngineOptions(), *,
                  import_module: Callable = importlib.import_module):
         ort = import_onnxruntime(import_module)

@@ -33,8 +33,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from inference.common.errors import EngineError
 from inference.engines.base import EngineOptions, InputHint
-from inference.errors import EngineError
 
 logger = logging.getLogger(__name__)
 

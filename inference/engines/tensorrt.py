@@ -1,8 +1,9 @@
 """Native TensorRT 10 engine (``.engine`` / ``.plan``): device-resident I/O on a CuPy stream.
 
 The engine file comes with the JSON sidecar ``<engine>.json`` that ``python -m export tensorrt``
-writes (format in ``export/tensorrt.py``). Engines are not portable across TensorRT versions or
-GPUs: :func:`check_sidecar` compares the sidecar with the running TensorRT and GPU and refuses a
+writes (format in :mod:`inference.engines.tensorrt_sidecar`). Engines are not portable across TensorRT
+versions or GPUs: :func:`~inference.engines.tensorrt_sidecar.check_sidecar` compares the sidecar with the
+running TensorRT and GPU and refuses a
 mismatch with the command that rebuilds it (the Kaggle notebook builds or reuses engines before
 ``predict``). Inputs may be NumPy or CuPy arrays; outputs are CuPy arrays on the device, so the
 sliding window, stitching and peak decoding stay on the GPU (``xp = cupy``).
@@ -17,55 +18,22 @@ serialises all GPU work).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from inference.common.errors import EngineError
 from inference.engines import cuda_stream
 from inference.engines.base import Engine, EngineOptions
-from inference.errors import EngineError
-from inference.file_hash import sha256_file
+from inference.engines.tensorrt_sidecar import check_sidecar
 
 logger = logging.getLogger(__name__)
 
-SIDECAR_FORMAT = "motorfinder-tensorrt-sidecar"
-
-
-def sidecar_path(engine_path: Path) -> Path:
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-def check_sidecar(engine_path: Path, *, trt_version: str, compute_capability: str, verify_sha: bool = True) -> dict:
-    """The sidecar of ``engine_path``, or EngineError naming every mismatch and the rebuild command."""
-    side = sidecar_path(engine_path)
-    fix = (f"rebuild it on this machine: python -m export tensorrt --onnx <member>.onnx --out {engine_path} "
-           "(the notebook's engine cell does this)")
-    try:
-        data = json.loads(side.read_text())
-    except FileNotFoundError:
-        raise EngineError(f"{engine_path}: no sidecar {side.name} (TensorRT version, GPU, ONNX hash). Fix: {fix}") \
-            from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EngineError(f"{side}: unreadable sidecar ({exc}). Fix: {fix}") from None
-    if data.get("format") != SIDECAR_FORMAT:
-        raise EngineError(f"{side}: not a motorfinder TensorRT sidecar. Fix: {fix}")
-    reasons = []
-    if data.get("tensorrt_version") != trt_version:
-        reasons.append(f"built with TensorRT {data.get('tensorrt_version')}, running {trt_version}")
-    if data.get("compute_capability") != compute_capability:
-        reasons.append(f"built for compute capability {data.get('compute_capability')} "
-                       f"({data.get('gpu_name')}), this GPU is {compute_capability}")
-    if verify_sha and data.get("engine_sha256"):
-        if sha256_file(engine_path) != data["engine_sha256"]:
-            reasons.append("the engine file does not match its sidecar's sha256")
-    if reasons:
-        raise EngineError(f"{engine_path}: {'; '.join(reasons)}. Fix: {fix}")
-    return data
-
-
 class TensorRTEngine(Engine):
+    """A native TensorRT 10 engine (``.engine``/``.plan``) on a GPU, checked against its sidecar before it is
+    deserialized; ``run(batch)`` returns a CuPy float32 array on the device (see the module docstring)."""
+
     def __init__(self, path: str | Path, options: EngineOptions = EngineOptions()):
         self.path = Path(path)
         if options.device != "cuda":
@@ -102,7 +70,7 @@ class TensorRTEngine(Engine):
         lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
         self.max_batch = int(hi[0])
         self.min_batch = int(lo[0])
-        self.metadata = dict(self.sidecar.get("metadata", {}))
+        self.metadata = dict(self.sidecar.metadata)
         self._scratch: dict[str, object] = {}
         self.stream = cuda_stream.engine_stream(cp, options.device_id)
         self.check_input(options.input_hint)

@@ -1,0 +1,1 @@
+"""The 3rd-place members' architectures in PyTorch, as they were trained (checkpoints load strictly)."""

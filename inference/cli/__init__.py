@@ -1,0 +1,1 @@
+"""python -m inference: the command line, one module per command group."""

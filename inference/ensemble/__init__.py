@@ -1,0 +1,1 @@
+"""Members to a submission: point fusion in Å, candidate tables, threshold and submission.csv."""

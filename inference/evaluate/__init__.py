@@ -1,0 +1,1 @@
+"""Scoring a submission against labels, and drawing candidates over a tomogram."""

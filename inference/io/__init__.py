@@ -1,0 +1,1 @@
+"""Reading tomograms: listing the input, image decoders, MRC, OME-Zarr, spacing and intensity."""

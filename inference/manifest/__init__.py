@@ -1,0 +1,1 @@
+"""The manifest: weights_manifest.yaml parsed into frozen dataclasses."""

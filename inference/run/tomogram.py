@@ -1,0 +1,320 @@
+"""The work on one tomogram, the same on every backend (in-process, worker process, Ray actor).
+
+:func:`load` (read, spacing, resample for each member geometry) and :func:`run_loaded` (members,
+decode, fusion) are split so a prefetch thread can load tomogram k+1 while the engines run on k.
+:class:`Context` holds what a process builds once: the manifest, one predictor (engine) per member;
+:func:`context_for` builds it from a run's settings. :func:`load_task` and :func:`run_task` are a
+task's two halves as every backend runs them (a failure in either is the task's result, never the
+backend's error).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from inference.common.errors import InputError, one_line
+from inference.common.timing import StageTimer
+from inference.engines.base import EngineOptions, InputHint
+from inference.engines.registry import load_engine
+from inference.ensemble.fusion import fuse_members
+from inference.io import intensity, readers
+from inference.io.listing_file import as_source
+from inference.io.omezarr import LevelMap
+from inference.io.sources import tomo_id_of
+from inference.io.spacing import resolve_spacing
+from inference.manifest.types import Manifest
+from inference.predict.predictor import MemberPredictor
+from inference.run.device_handoff import DeviceHandoff, free_pool
+from inference.run.model_check import check_engine
+from inference.run.plan import FULL, Plan
+from inference.run.results import TomoResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """Built once per process: the predictors (engines) and the spacing settings."""
+
+    manifest: Manifest
+    predictors: list[MemberPredictor]
+    spacing_table: dict[str, float] | None
+    default_spacing: float
+    decoder: str = "auto"
+    read_threads: int | None = None
+    zarr_level: int | str = 0  # OME-Zarr level read: an index or "auto" (the level for finest_target)
+
+    @property
+    def xp(self):
+        """The array module the predictors run on (NumPy, or CuPy on a GPU)."""
+        return self.predictors[0].xp if self.predictors else np
+
+    def handoff(self) -> DeviceHandoff:
+        """A hand-off for one loading thread (its own stream on a GPU): :func:`prefetched`."""
+        return DeviceHandoff(self.xp)
+
+    @property
+    def finest_target(self) -> float:
+        """The finest spacing (Å) any member resamples to: ``--zarr-level auto`` reads no coarser."""
+        return finest_target(self.manifest)
+
+
+def finest_target(manifest: Manifest) -> float:
+    """min(target spacing, every 2d member's slice spacing) in Å."""
+    return min([manifest.target_spacing] + [m.slice_spacing for m in manifest.members if m.slice_spacing])
+
+
+def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_table: dict[str, float] | None = None,
+                 default_spacing: float | None = None, decoder: str = "auto", read_threads: int | None = None,
+                 engine_factory: Callable | None = None, zarr_level: int | str = 0) -> Context:
+    factory = engine_factory or (lambda member: load_engine(member.model, member_engine_options(engine, member)))
+    xp = array_module(engine.device)
+    predictors = []
+    for m in manifest.members:  # each engine checked with one window before the next loads: one line, no tomogram
+        predictor = MemberPredictor(m, factory(m), manifest.target_spacing, xp=xp)
+        check_engine(m, predictor.engine, input_hint(m).sample, xp=xp)
+        predictors.append(predictor)
+    default = default_spacing if default_spacing is not None else manifest.default_spacing
+    return Context(manifest=manifest, predictors=predictors, spacing_table=spacing_table, default_spacing=default,
+                   decoder=decoder, read_threads=read_threads, zarr_level=zarr_level)
+
+
+def context_for(settings, *, spacing_table: dict[str, float] | None, device: str | None = None,
+                threads: int | None = None, engine_factory: Callable | None = None) -> Context:
+    """The :class:`Context` of a run's ``settings`` (an :class:`inference.run.runner.PredictConfig`) in this
+    process. ``device`` (a worker's): its engines on that device, as device 0 (a worker sees only its
+    pinned GPU), with ``threads`` intra-op threads unless the run's engine options name a number;
+    None: the run's engine options as they are (in-process)."""
+    engine = settings.engine
+    if device is not None:
+        engine = replace(engine, device=device, device_id=0, threads=threads or engine.threads)
+    return make_context(settings.manifest, engine=engine, spacing_table=spacing_table,
+                        default_spacing=settings.default_spacing, decoder=settings.decoder,
+                        read_threads=settings.read_threads, engine_factory=engine_factory,
+                        zarr_level=settings.zarr_level)
+
+
+def member_engine_options(engine: EngineOptions, member) -> EngineOptions:
+    """The run's engine options for one member: its window as the input hint; its ``fp16`` key, when
+    the manifest gives one, over the run's ``--fp16``."""
+    fp16 = engine.fp16 if member.fp16 is None else member.fp16
+    return replace(engine, input_hint=input_hint(member), fp16=fp16)
+
+
+def input_hint(member) -> InputHint:
+    """What the member feeds its engine: up to ``batch_size`` windows of (channels, *patch)."""
+    channels = member.channels if member.kind == "2d" else 1
+    return InputHint(batch=int(member.batch_size), sample=(int(channels), *(int(p) for p in member.patch)))
+
+
+def array_module(device: str):
+    """NumPy on the CPU; CuPy on a GPU, so volumes stay on the device from the resample on."""
+    if device != "cuda":
+        return np
+    try:
+        import cupy
+    except ImportError as exc:
+        raise InputError(None, "--device cuda needs CuPy", "pip install cupy-cuda12x (Kaggle's GPU image has it), "
+                         "or run with --device cpu") from exc
+    return cupy
+
+
+@dataclass
+class Loaded:
+    """A tomogram read and resampled, ready for the engines."""
+
+    tomo_id: str
+    shape: tuple[int, int, int]
+    spacing: float
+    spacing_source: str
+    resampled: dict[tuple, np.ndarray]  # volume key -> resampled volume (one per geometry and intensity rule)
+    timer: StageTimer = field(default_factory=StageTimer)
+    level_map: LevelMap | None = None  # an OME-Zarr level > 0 was read: results go to level-0 voxels
+    base_spacing: float | None = None  # then: level 0's spacing (``spacing`` is the level's)
+    keys: dict[str, tuple] = field(default_factory=dict)  # member name -> its key in ``resampled``
+    intensity: str | None = None  # how a volume that is not 8-bit was mapped to 0..255 (None: it was not)
+
+    def volume_for(self, p: MemberPredictor):
+        return self.resampled[self.keys[p.member.name]]
+
+
+def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
+    """Read one source, resolve its spacing, resample it once per distinct member geometry (and, for a
+    volume that is not 8-bit, per intensity rule: :mod:`inference.io.intensity`, logged)."""
+    timer = StageTimer()
+    tomo_id = tomo_id_of(source)
+    table = ctx.spacing_table or {}
+    with timer.stage("read"):
+        vol = readers.read_volume(source, decoder=ctx.decoder, threads=ctx.read_threads, zarr_level=ctx.zarr_level,
+                                  target_A=ctx.finest_target, spacing_A=table.get(tomo_id))
+    spacing, how = resolve_spacing(tomo_id, table=ctx.spacing_table, header_spacing=vol.header_spacing,
+                                           default=ctx.default_spacing)
+    base_spacing = spacing
+    if vol.level_map is not None:  # the spacing is level 0's; the level read is scaled from it (along x)
+        spacing = base_spacing * vol.level_map.factor[2]
+    resampled: dict[tuple, np.ndarray] = {}
+    active = _active(ctx, plan)
+    data = vol.data
+    stats = vol.stats if vol.stats is not None or data.dtype == np.uint8 else intensity.stats_of(data)
+    if active and active[0].xp is not np:
+        with timer.stage("read"):
+            data = active[0].xp.asarray(np.ascontiguousarray(data))  # upload the volume once
+    keys: dict[str, tuple] = {}
+    mapped: dict = {}  # intensity rule -> (volume in 0..255, how, members)
+    for p in active:
+        rule = p.member.intensity_rule
+        rule = rule if intensity.needs_mapping(rule, stats) else None
+        key = keys[p.member.name] = (p.resample_key, rule)
+        if rule is not None and rule not in mapped:
+            with timer.stage("resample"):
+                lo, hi = intensity.value_range(vol.data, rule, stats)
+                mapped[rule] = (intensity.to_0_255(data, lo, hi, p.xp), intensity.describe(rule, lo, hi, stats), [])
+        if rule is not None:
+            mapped[rule][2].append(p.member.name)
+        if key not in resampled:
+            resampled[key] = p.resample(data if rule is None else mapped[rule][0], spacing, timer)
+    notes = [f"{how_} for {', '.join(names)}" for _, how_, names in mapped.values()]
+    for note in notes:
+        logger.info("%s: %s", tomo_id, note)
+    del data, mapped  # the uploaded volume and the mapped copies: their device blocks go back now
+    free_pool(ctx.xp)
+    return Loaded(tomo_id=tomo_id, shape=tuple(int(n) for n in vol.data.shape), spacing=spacing,
+                  spacing_source=how, resampled=resampled, timer=timer, keys=keys,
+                  intensity="; ".join(notes) or None, level_map=vol.level_map,
+                  base_spacing=base_spacing if vol.level_map is not None else None)
+
+
+def _active(ctx: Context, plan: Plan) -> list[MemberPredictor]:
+    if plan.active is None:
+        return ctx.predictors
+    return [p for p in ctx.predictors if p.member.name in plan.active]
+
+
+def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
+    """The plan's members on a loaded tomogram, then fusion (in Å) of their candidates.
+
+    ``TomoResult.members`` holds one list per fusion input (a member, or ``<member>@<tta>`` for
+    separate TTAs); ``member_seconds`` the time of each member (all its transforms and decodes).
+    """
+    timer = loaded.timer
+    members: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    member_seconds = {}
+    for p in _active(ctx, plan):
+        t0 = time.perf_counter()
+        found = p.predict_resampled(loaded.volume_for(p), loaded.spacing, timer,
+                                    tta_limit=plan.tta_limit, tomo_shape=loaded.shape)
+        for name, cands in found.items():
+            members[name] = (cands.zyx, cands.conf)
+        free_pool(p.xp)  # the member's heatmaps and window buffers: the next member's engine may need the room
+        member_seconds[p.member.name] = time.perf_counter() - t0
+    weights = ctx.manifest.input_weights()
+    with timer.stage("fusion"):
+        fused_zyx, fused_conf = fuse_members(ctx.manifest.fusion, members, weights, loaded.spacing)
+    spacing, shape, lm = loaded.spacing, loaded.shape, loaded.level_map
+    if lm is not None:  # an OME-Zarr level > 0: report level-0 voxel indices and spacing
+        members = {k: (lm.to_base(zyx), conf) for k, (zyx, conf) in members.items()}
+        fused_zyx, spacing, shape = lm.to_base(fused_zyx), loaded.base_spacing, lm.base_shape
+    return TomoResult(
+        tomo_id=loaded.tomo_id, status="ok", spacing=spacing, spacing_source=loaded.spacing_source,
+        shape=list(shape), members={k: TomoResult.points(*v) for k, v in members.items()},
+        fused=TomoResult.points(fused_zyx, fused_conf), seconds=dict(timer.totals), member_seconds=member_seconds,
+        degrade=plan.level, intensity=loaded.intensity,
+    )
+
+
+def load_task(task, ctx: Context) -> Loaded:
+    """:func:`load` for a task (an :class:`inference.run.backends.ledger.Task`: its source and plan)."""
+    return load(as_source(task.source), ctx, task.plan or FULL)
+
+
+def run_task(task, loaded: Loaded | None, error: BaseException | None, ctx: Context) -> TomoResult:
+    """The result of ``task`` once its load gave ``loaded`` or raised ``error``: :func:`run_loaded` on it,
+    or the failure (logged in one line, :func:`failure`) of the load or of the run; ``attempts`` counted
+    from the task's. One bad tomogram never stops the caller."""
+    tomo_id = tomo_id_of(task.source)
+    if error is not None:
+        result = failure(tomo_id, error, task.source)
+    else:
+        try:
+            result = run_loaded(loaded, ctx, task.plan or FULL)
+        except Exception as exc:  # one bad tomogram must not stop the caller: its failure, written as -1
+            result = failure(tomo_id, exc, task.source)
+    result.attempts = task.attempt + 1
+    return result
+
+
+def failure(tomo_id: str, exc: BaseException, source: str | Path | None = None) -> TomoResult:
+    """A failed tomogram: logged here in one line (the traceback at DEBUG, ``-v``), written as -1 by the runner."""
+    text = one_line(exc)
+    if isinstance(exc, InputError):
+        logger.error("tomogram %s is written as -1: %s", tomo_id, text)
+    else:
+        where = f" ({source})" if source is not None else ""
+        logger.error("tomogram %s%s failed and is written as -1: %s", tomo_id, where, text)
+    logger.debug("tomogram %s: the traceback", tomo_id, exc_info=exc)
+    return TomoResult.failed(tomo_id, text)
+
+
+SENTINEL = object()
+
+
+@dataclass(frozen=True)
+class _Raise:
+    exc: BaseException
+
+
+def prefetched(items: Iterable, load_fn: Callable, depth: int = 1,
+               handoff: DeviceHandoff | None = None) -> Iterator[tuple[object, object, BaseException | None]]:
+    """Yield ``(item, load_fn(item) or None, error or None)`` with up to ``depth`` items loaded ahead
+    in a background thread, so loading (decode, resample) overlaps the consumer's work.
+
+    Memory stays bounded: at most ``depth`` loaded items wait besides the one being consumed. With a
+    ``handoff`` (a GPU context's :meth:`Context.handoff`) the loads run on its stream and the consumer's
+    stream waits for each before it is yielded.
+    """
+    handoff = handoff or DeviceHandoff(np)
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def producer():
+        try:
+            for item in items:
+                if stop.is_set():
+                    break
+                try:
+                    q.put((item, *handoff.produce(load_fn, item), None))
+                except Exception as exc:  # handed to the consumer, which records the tomogram as failed
+                    q.put((item, None, None, exc))
+        except BaseException as exc:  # the item source itself failed (or was interrupted): re-raised below
+            q.put(_Raise(exc))
+        finally:
+            q.put(SENTINEL)
+
+    thread = threading.Thread(target=producer, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = q.get()
+            if got is SENTINEL:
+                break
+            if isinstance(got, _Raise):
+                raise got.exc
+            item, value, event, error = got
+            handoff.consume(event)
+            yield item, value, error
+    finally:
+        stop.set()
+        # unblock a producer waiting on a full queue, then let it finish
+        while thread.is_alive():
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass

@@ -1,0 +1,1 @@
+"""Synthetic tomograms and labels for tests and demos, and the demo ONNX detectors."""

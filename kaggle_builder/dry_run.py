@@ -1,0 +1,155 @@
+"""Execute the built notebook locally, as Kaggle would, in a simulated Kaggle tree, on the CPU.
+
+The tree (``<root>/kaggle``): ``input/<competition>/test`` with synthetic test tomograms and the
+sample submission, ``input/<dataset slug>`` (a link to the built dataset), an empty ``working/``. The
+notebook's kernel gets ``KAGGLE_ROOT`` pointing there, ``MOTORFINDER_DEVICE=cpu`` and
+``MOTORFINDER_PYTHON``: a fresh environment that holds only the Kaggle image's packages, so its
+offline install (pip with dependency resolution, ``--no-index``, the dataset's wheel folders) must find
+every wheel in the dataset, as on Kaggle. pip's own configuration is hidden from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaggle_builder.build import BuildResult
+from kaggle_builder.image import KaggleImage, load_image
+from kaggle_builder.image_env import find_python, fresh_env, seed_from_environment, seed_from_image
+from kaggle_builder.ownership import owned_dir
+from kaggle_builder.runtime import submission_problems
+from kaggle_builder.target import COMPETITION, MEDIAN_SPACING_A, STATUS_NAME
+from kaggle_builder.wheels import Wheelhouse, isolated_pip_env
+
+logger = logging.getLogger(__name__)
+SEEDS = ("image", "local")
+
+
+class DryRunError(RuntimeError):
+    """The notebook failed, or ended with a submission that is not valid; the message says where to look."""
+
+
+@dataclass(frozen=True)
+class DryRunResult:
+    root: Path
+    executed: Path
+    submission: Path
+    sample: Path
+    labels: Path
+    n_tomograms: int
+    with_motor: int
+    score: dict | None
+    seconds: float
+    seed: str
+
+    def render(self) -> str:
+        s = self.score
+        score = f"F2 {s['f2']:.3f} (every tomogram read as {MEDIAN_SPACING_A} Å, as on Kaggle)" if s else "-"
+        return "\n".join([
+            f"dry run (the notebook executed with nbclient on the CPU; environment: {self.seed} seed)",
+            f"  simulated Kaggle    : {self.root.resolve()}",
+            f"  executed notebook   : {self.executed.resolve()}",
+            f"  submission          : {self.submission.resolve()}  ({self.n_tomograms} tomograms, {self.with_motor} "
+            "with a motor; every sample id once, in order)",
+            f"  score               : {score}",
+            f"  time                : {self.seconds:.1f}s",
+        ])
+
+
+@contextmanager
+def _environ(values: dict[str, str]):
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def image_seed(kind: str, root: Path, *, image: KaggleImage, python: Path | None = None,
+               cache_dir: Path | None = None) -> tuple[Path, Path]:
+    """``(seed site-packages, interpreter)`` for ``--dry-run-seed image|local``."""
+    if kind == "image":
+        py = find_python(image.python_version, python)
+        return seed_from_image(image, Wheelhouse.in_cache(image, cache_dir), py, cache_dir), py
+    if kind == "local":
+        import sys
+
+        return seed_from_environment([p.name for p in image.seed], root / "seed"), Path(python or sys.executable)
+    raise ValueError(f"seed {kind!r} is not one of {SEEDS}")
+
+
+def dry_run(result: BuildResult, root: Path, *, n: int = 3, seed: int = 7, scale: float = 0.2,
+            timeout_s: int = 900, progress: bool = False, env_seed: str = "image", python: Path | None = None,
+            image: KaggleImage | None = None, cache_dir: Path | None = None) -> DryRunResult:
+    """Execute ``result``'s notebook under ``root`` (an owned folder) and check what it wrote."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    from inference.evaluate import scoring
+    from inference.synth.generate import generate
+
+    t0 = time.perf_counter()
+    image = image or load_image()
+    root = Path(root).resolve()  # the kernel runs in working/: every path it gets must be absolute
+    slug = json.loads((result.notebook_dir / "kernel-metadata.json").read_text())["dataset_sources"][0].split("/")[1]
+    with owned_dir(root):
+        site, py = image_seed(env_seed, root, image=image, python=python, cache_dir=cache_dir)
+        env_python = fresh_env(root / "env", site, py)
+        kaggle = root / "kaggle"
+        comp = kaggle / "input" / COMPETITION
+        generate(comp, n, seed, split="test", scale=scale, progress=progress)
+        labels = root / "test_labels.csv"        # the hidden truth: not in the notebook's input
+        shutil.move(str(comp / "test_labels.csv"), labels)
+        (kaggle / "input" / slug).symlink_to(result.dataset_dir.resolve(), target_is_directory=True)
+        working = kaggle / "working"
+        working.mkdir(parents=True)
+
+        nb = nbformat.read(str(result.notebook), as_version=4)
+        client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
+                                resources={"metadata": {"path": str(working)}})
+        executed = root / f"executed-{result.notebook.name}"
+        logger.info("executing %s in %s (KAGGLE_ROOT), CPU, installing into %s", result.notebook.name, kaggle,
+                    env_python.parent.parent)
+        kernel_env = dict(isolated_pip_env(), KAGGLE_ROOT=str(kaggle), MOTORFINDER_DEVICE="cpu",
+                          MOTORFINDER_PYTHON=str(env_python), PYTHONUNBUFFERED="1")
+        try:
+            with _environ(kernel_env):
+                client.execute()
+        except (CellExecutionError, CellTimeoutError) as exc:
+            nbformat.write(nb, str(executed))
+            first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()  # no terminal colours
+            raise DryRunError(f"the notebook failed in the dry run: {first[-1] if first else exc}; executed "
+                              f"notebook with every output: {executed}") from None
+        finally:
+            shutil.rmtree(root / "env", ignore_errors=True)  # hundreds of MB (onnxruntime-gpu); the notebook says it all
+        nbformat.write(nb, str(executed))
+        status = json.loads((working / STATUS_NAME).read_text()) if (working / STATUS_NAME).is_file() else {}
+        failed = {k: v["detail"] for k, v in status.get("steps", {}).items() if not v.get("ok")}
+        if failed:
+            step, detail = next(iter(failed.items()))
+            fix = (" Fix: build without --no-wheels, or add the package to the bundle" if step == "install" else "")
+            raise DryRunError(f"the notebook's {step} step failed in the dry run: {detail}.{fix} (executed notebook "
+                              f"with every output: {executed})")
+        submission, sample = working / "submission.csv", comp / "sample_submission.csv"
+        problems = submission_problems(submission, sample) if submission.is_file() else ["no submission.csv"]
+        if problems:
+            raise DryRunError(f"the dry run's submission {submission} is not valid: {'; '.join(problems)}")
+        import pandas as pd
+
+        sub = pd.read_csv(submission)
+        with_motor = int((sub.iloc[:, 1:] >= 0).all(axis=1).sum())
+        score = scoring.score_files(labels, submission).as_dict()
+    return DryRunResult(root=kaggle, executed=executed, submission=submission, sample=sample, labels=labels,
+                        n_tomograms=len(sub), with_motor=with_motor, score=score,
+                        seconds=time.perf_counter() - t0, seed=env_seed)
