@@ -193,17 +193,29 @@ def _add_demo_models(sub) -> None:
     p = sub.add_parser(
         "demo-models", help="write the demo ONNX detectors and a manifest that uses them",
         description="Write small hand-designed ONNX detectors (no torch) that find the synthetic motors, plus "
-                    "manifest.yaml. They are the embedded default of the demo and the tests.",
+                    "manifest.yaml. They are the embedded default of the demo and the tests. With --task particles: "
+                    "seg.onnx, a 7-channel detector of the six CZII classes at stride 2 (for synth --task "
+                    "particles), and its task: particles manifest.yaml.",
     )
     p.add_argument("--out", required=True, type=Path, help="folder to write demo3d.onnx (and demo2d.onnx) and "
-                   "manifest.yaml into")
-    p.add_argument("--with-2d", action="store_true", help="also write the 2d member and use both in the manifest")
+                   "manifest.yaml into (particles: seg.onnx and manifest.yaml)")
+    p.add_argument("--task", choices=("motors", "particles"), default="motors",
+                   help="motors: the motor detectors (default); particles: the CZII multi-class detector")
+    p.add_argument("--with-2d", action="store_true", help="motors: also write the 2d member and use both in the "
+                   "manifest")
     p.set_defaults(func=_run_demo_models)
 
 
 def _run_demo_models(args) -> int:
-    from inference.synth.demo_models import write_demo_models
+    if args.task == "particles":
+        from inference.synth.particle_demo_model import write_particle_demo_models
 
-    path = write_demo_models(args.out, with_2d=args.with_2d)
+        if args.with_2d:
+            raise InputError(None, "--with-2d only applies to --task motors", "drop --with-2d")
+        path = write_particle_demo_models(args.out)
+    else:
+        from inference.synth.demo_models import write_demo_models
+
+        path = write_demo_models(args.out, with_2d=args.with_2d)
     print(f"wrote {path}")
     return 0
