@@ -12,7 +12,9 @@ Most of a probability map is background, so after the threshold everything works
 
 Both give the same partition; the label ids themselves may differ (any order), so nothing downstream
 depends on them: :func:`component_stats` reports each component's first cell in raster order, which
-orders ties. The sums run on the array module of the cells (NumPy or CuPy): ``bincount`` and ``lexsort``.
+orders ties. The sums run on the array module of the cells (NumPy or CuPy): ``bincount`` for counts and
+centroids, one ``argsort`` to group the cells by component, and per-component minima and maxima by
+``reduceat`` (NumPy) or a ``lexsort`` (CuPy, which has no ``reduceat``) -- exact either way.
 """
 
 from __future__ import annotations

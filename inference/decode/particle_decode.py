@@ -7,8 +7,10 @@
 channel and decodes it with its :class:`~inference.decode.particle_params.DecodeParams` (``peaks``,
 ``components`` or ``watershed``). Cell ``c`` on axis ``a`` has its centre at ``origin_A[a] + c *
 cell_A[a]`` Å (a stride-2 map of a tomogram at 10.012 Å: ``cell_A`` 20.024 per axis and ``origin_A``
-where the first cell's centre lies). Only the picks come back to the host: per class name, ``zyx_A``
-(K, 3) float64 (z, y, x in Å) and ``conf`` (K,) float64, best first.
+where the first cell's centre lies). The result is on the host: per class name, ``zyx_A`` (K, 3) float64
+(z, y, x in Å) and ``conf`` (K,) float64, best first. On the GPU only small arrays leave the device on
+the way: the peak candidates, the per-component sums, and the crops of the components the watershed
+splits (cuCIM has no watershed).
 """
 
 from __future__ import annotations

@@ -117,3 +117,15 @@ def test_component_stats_formulas():
     assert st.lo[order].tolist() == [[0, 0, 0], [2, 2, 2]] and st.hi[order].tolist() == [[0, 0, 0], [6, 6, 6]]
     assert st.conf[order].tolist() == [float(np.float32(0.2)), float(np.float32(0.8))]
     np.testing.assert_allclose(st.centroid[order], [[0, 0, 0], [4, 4, 4]], atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["components", "watershed"])
+def test_the_threshold_boundary_is_inclusive_in_float32(method):
+    from inference.decode.particle_decode import decode_class
+
+    t = np.float32(0.16)
+    prob = np.zeros((3, 3, 12), np.float32)
+    prob[1, 1, 2] = t                                   # exactly the threshold (as float32): a blob
+    prob[1, 1, 8] = np.nextafter(t, np.float32(0))      # one float32 step below: nothing
+    cells, conf = decode_class(prob, decode_params(CLS, method, min_blob_A3=0.0), CELL)
+    assert cells.tolist() == [[1.0, 1.0, 2.0]] and conf.tolist() == [float(t)]
