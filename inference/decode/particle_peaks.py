@@ -12,9 +12,10 @@ the cell itself. Candidates go best first (conf descending, raster index ascendi
 * CPU: the box maximum is taken only around the mask: for each 6-connected component of the mask (any
   partition of the mask cells gives the same answer), over its bounding box grown by the half-widths
   (clipped at the map), with ``scipy.ndimage.maximum_filter`` on the masked crop (mask cells keep prob,
-  others are -inf, outside the crop -inf: a crop edge inside the map lies beyond every box of the
-  component's cells). Where the boxes add up to more than the map, one filter of the whole map.
-* GPU: ``cupyx.scipy.ndimage.maximum_filter`` of the whole masked map (``mode="constant"``, -inf); only
+  the others count 0 -- below any threshold --, so does the outside of the crop: a crop edge inside the
+  map lies beyond every box of the component's cells). Where the boxes add up to more than the map, one
+  filter of the whole map.
+* GPU: ``cupyx.scipy.ndimage.maximum_filter`` of the whole masked map (``mode="constant"``, 0); only
   the candidates' raster indices and probs come to the host.
 """
 
@@ -28,7 +29,9 @@ from inference.decode.mask_cells import cell_coords, component_stats, label_cell
 from inference.decode.particle_params import DecodeParams
 from inference.decode.particle_picks import finish
 
-NEG_INF = np.float32(-np.inf)
+# What the cells outside the mask (and outside the map) count in the box maximum: anything below the
+# threshold (which is > 0) does; 0 keeps the device kernels free of non-finite constants.
+FILL = np.float32(0.0)
 
 
 def candidates_cpu(prob: np.ndarray, threshold: float, widths: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -47,15 +50,15 @@ def candidates_cpu(prob: np.ndarray, threshold: float, widths: Sequence[int]) ->
     lo = np.maximum(comps.lo - half, 0)
     hi = np.minimum(comps.hi + half, last)
     if int(np.prod(hi - lo + 1, axis=1).sum()) >= prob.size:
-        whole = maximum_filter(np.where(mask, prob, NEG_INF), size=widths, mode="constant", cval=-np.inf)
+        whole = maximum_filter(np.where(mask, prob, FILL), size=widths, mode="constant", cval=float(FILL))
         box_max = whole.reshape(-1)[cells.flat]
     else:
         z, y, x = cell_coords(cells.flat, prob.shape)
         box_max = np.empty(len(cells.flat), np.float32)
         for i in range(cells.n):
             crop = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo[i], hi[i]))
-            local = maximum_filter(np.where(mask[crop], prob[crop], NEG_INF), size=widths, mode="constant",
-                                   cval=-np.inf)
+            local = maximum_filter(np.where(mask[crop], prob[crop], FILL), size=widths, mode="constant",
+                                   cval=float(FILL))
             idx = comps.order[comps.starts[i]:comps.starts[i + 1]]
             box_max[idx] = local[z[idx] - lo[i, 0], y[idx] - lo[i, 1], x[idx] - lo[i, 2]]
     peak = cells.prob == box_max
@@ -66,9 +69,9 @@ def candidates_gpu(prob, threshold: float, widths: Sequence[int], libs, xp) -> t
     """The candidates from one maximum filter of the whole map on the device; host arrays back."""
     prob = xp.ascontiguousarray(xp.asarray(prob, dtype=xp.float32))
     mask = prob >= threshold32(threshold)
-    masked = xp.where(mask, prob, NEG_INF)
+    masked = xp.where(mask, prob, FILL)
     box_max = libs.ndi.maximum_filter(masked, size=tuple(int(w) for w in widths), mode="constant",
-                                      cval=float("-inf"))
+                                      cval=float(FILL))
     flat = xp.flatnonzero((mask & (masked == box_max)).reshape(-1))
     return to_host(flat).astype(np.int64), to_host(prob.reshape(-1)[flat]).astype(np.float32)
 

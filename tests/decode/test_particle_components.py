@@ -129,3 +129,21 @@ def test_the_threshold_boundary_is_inclusive_in_float32(method):
     prob[1, 1, 8] = np.nextafter(t, np.float32(0))      # one float32 step below: nothing
     cells, conf = decode_class(prob, decode_params(CLS, method, min_blob_A3=0.0), CELL)
     assert cells.tolist() == [[1.0, 1.0, 2.0]] and conf.tolist() == [float(t)]
+
+
+@pytest.mark.parametrize("method", ["components", "watershed"])
+def test_the_decoders_give_the_same_picks_without_cc3d(method, monkeypatch):
+    from inference.decode import mask_cells
+    from inference.decode.particle_decode import decode_particles
+    from inference.decode.particle_params import class_targets
+    from inference.manifest.particle_classes import CZII_CLASSES
+    from inference.synth.particle_maps import blob_stack
+
+    probs, _ = blob_stack((30, 80, 80), [c.radius_A for c in CZII_CLASSES], 8, (20.0,) * 3, seed=5)
+    targets = class_targets(CZII_CLASSES, range(1, 7), method)
+    auto = decode_particles(probs, targets, (20.0,) * 3)
+    monkeypatch.setattr(mask_cells, "_cc3d", lambda: None)  # the sparse-graph labelling
+    sparse = decode_particles(probs, targets, (20.0,) * 3)
+    for name in auto:
+        assert np.array_equal(auto[name][0], sparse[name][0]) and np.array_equal(auto[name][1], sparse[name][1])
+    assert sum(len(c) for _, c in auto.values()) > 20
