@@ -61,11 +61,15 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
 
 
 def chosen_task(args: argparse.Namespace) -> str:
-    """The task to score: ``--task``, or for auto the submission's header's."""
+    """The task to score: ``--task``, or for auto the submission's header's (a submission that does not
+    exist is its one-line error here, not a labels error of the wrong task)."""
     if args.task != "auto":
         return args.task
     from inference.evaluate.particle_tables import has_particle_type_column
 
+    if not Path(args.submission).is_file():
+        raise InputError(args.submission, "the submission does not exist" if not Path(args.submission).exists()
+                         else "the submission is not a file", "pass the submission CSV that predict wrote")
     return "particles" if has_particle_type_column(args.submission) else "motors"
 
 

@@ -21,7 +21,7 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
         "tune",
         help="sweep each particle class's threshold on saved candidates against labels; write a manifest with them",
         description=(
-            "Sweep each class's threshold (a candidate is kept when conf > threshold) on saved candidate tables "
+            "Sweep each class's threshold (a candidate is kept when conf >= threshold) on saved candidate tables "
             "(experiment,particle_type,x,y,z,conf; x y z in Å) against labels, maximising the CZII metric (the "
             "classes are independent in it: each is swept alone), and write a copy of the manifest whose "
             "classes[i].threshold holds the best one (the lowest of ties). A class whose F4 is 0 at every "
@@ -39,7 +39,8 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
                    help="the task: particles manifest whose classes: get the thresholds")
     p.add_argument("--output", required=True, type=Path, metavar="YAML", help="the manifest copy to write")
     p.add_argument("--step", type=float, default=None, metavar="S",
-                   help="threshold step, > 0 and at most 0.005 (default 0.005): thresholds 0, S, 2S, ..., 1")
+                   help="threshold step, > 0 and at most 0.005 (default 0.005): thresholds F, F+S, ..., 1 from the "
+                        "manifest's candidate_floor F (0.05 by default)")
     p.add_argument("--json", action="store_true",
                    help="print {\"thresholds\": {name: t}, \"score\": s, \"per_class\": {...}} instead of a table")
     p.set_defaults(func=run_cli)
@@ -53,6 +54,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from inference.evaluate.particle_tune import (
         MAX_STEP,
         apply_thresholds,
+        manifest_floor,
         manifest_thresholds,
         tune_thresholds,
         write_tuned_manifest,
@@ -64,7 +66,8 @@ def run_cli(args: argparse.Namespace) -> int:
     before = manifest_thresholds(args.manifest)  # checks the manifest before the work
     labels = load_particle_labels(args.labels, user_id=args.labels_user)
     candidates = pd.concat([load_candidates(path) for path in args.candidates], ignore_index=True)
-    result = tune_thresholds(labels.points, candidates, experiments=labels.experiments, step=step)
+    result = tune_thresholds(labels.points, candidates, experiments=labels.experiments, step=step,
+                             start=manifest_floor(args.manifest))
     done = write_tuned_manifest(args.manifest, args.output, result.thresholds)
     lacking = [n for n, t in result.thresholds.items() if t is not None and n not in done]
     if lacking:

@@ -42,8 +42,6 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Sequence
 
-from inference.manifest.particle_classes import ParticleClass
-
 METHODS = ("peaks", "components", "watershed")
 CONNECTIVITIES = (6, 18, 26)
 
@@ -142,10 +140,11 @@ class DecodeParams:
 OVERRIDABLE = tuple(f.name for f in fields(DecodeParams) if f.name != "method")
 
 
-def decode_params(pclass: ParticleClass, method: str = "peaks", *, fractions: Fractions = Fractions(),
+def decode_params(pclass, method: str = "peaks", *, fractions: Fractions = Fractions(),
                   **overrides: Any) -> DecodeParams:
-    """The parameters of ``pclass`` for ``method``: defaults from its radius and ``fractions``, its
-    threshold, then ``overrides`` (any field of :class:`DecodeParams` but ``method``, in its unit)."""
+    """The parameters of ``pclass`` (any object with ``radius_A`` and ``threshold``, e.g. a
+    :class:`inference.manifest.particle_classes.ParticleClass`) for ``method``: defaults from its radius and
+    ``fractions``, its threshold, then ``overrides`` (any field of :class:`DecodeParams` but ``method``, in its unit)."""
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
         raise ValueError(f"unknown decode parameter(s) {', '.join(unknown)}; known: {', '.join(OVERRIDABLE)}")
@@ -165,7 +164,7 @@ class ClassTarget:
     params: DecodeParams
 
 
-def class_targets(classes: Sequence[ParticleClass], channels: Sequence[int], method: str = "peaks", *,
+def class_targets(classes: Sequence, channels: Sequence[int], method: str = "peaks", *,
                   fractions: Fractions = Fractions(),
                   overrides: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[ClassTarget, ...]:
     """A target per class: ``classes[i]`` is read from channel ``channels[i]``; ``overrides`` maps a class

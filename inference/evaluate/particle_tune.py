@@ -1,25 +1,31 @@
 """Per-class thresholds that maximise the particle metric (:mod:`inference.evaluate.particle_metric`) on
 saved candidates, and a manifest copy that holds them.
 
-A candidate (``experiment, particle_type, x, y, z, conf``) is kept at threshold t when ``conf > t`` (the
-1st place's sweep, ``conf > c``). The classes are independent in the score (each class's F uses only its
+A candidate (``experiment, particle_type, x, y, z, conf``) is kept at threshold t when ``conf >= t``, the
+rule of the decoders (a map cell is in a class's mask when ``prob >= threshold``) and of the submission.
+The classes are independent in the score (each class's F uses only its
 own points; the weights are fixed), so each class is swept alone, and without re-matching: per class,
 every reference gets the highest conf of the candidates within its match radius (``best``; -inf when
 none), and at threshold t
 
-    tp(t) = #{references with best > t},  n(t) = #{candidates with conf > t},
+    tp(t) = #{references with best >= t},  n(t) = #{candidates with conf >= t},
     fp(t) = n(t) - tp(t),                 fn(t) = n_references - tp(t)
 
 which are the metric's sums over experiments (any-match; candidates in experiments without labels are
 left out, those in a labelled experiment without references of the class are all FP). Thresholds
-``0, step, 2 step, ..., 1`` (step at most 0.005); the lowest threshold of the best F is taken, as
-``np.argmax`` does. A class whose F is 0 at every threshold (no labels, or no candidate near one) gets
+``start, start + step, ..., 1`` (step at most 0.005; ``start``: the candidates' floor, the manifest's
+``candidate_floor``, below which candidates were not kept and a threshold means nothing); the lowest
+threshold of the best F is taken, as ``np.argmax`` does. For the ``peaks`` decoder the picks at a
+threshold are exactly the candidates at or above it; ``components`` and ``watershed`` grow their blobs
+from the mask, so at another threshold they may split or merge differently: there the sweep is an
+estimate, and a predict with the tuned manifest gives the exact picks. A class whose F is 0 at every threshold (no labels, or no candidate near one) gets
 no threshold (None): its manifest entry keeps its own.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +47,7 @@ from inference.evaluate.particle_metric import (
 )
 from inference.manifest.particle_classes import CZII_CLASSES, ParticleClass
 
+DEFAULT_FLOOR = 0.05  # the manifest's default candidate_floor (inference.manifest.particles)
 MAX_STEP = 0.005
 
 
@@ -100,26 +107,29 @@ def class_sweeps(labels: pd.DataFrame, candidates: pd.DataFrame, classes: tuple[
     return out
 
 
-def threshold_grid(step: float = MAX_STEP) -> np.ndarray:
-    """``0, step, ..., 1`` (the last <= 1), rounded to 12 decimals; ValueError unless 0 < step <= 0.005."""
+def threshold_grid(step: float = MAX_STEP, start: float = DEFAULT_FLOOR) -> np.ndarray:
+    """``start, start + step, ..., 1`` (the last <= 1), rounded to 12 decimals; ValueError unless
+    0 < step <= 0.005 and 0 < start <= 1."""
     if not (math.isfinite(step) and 0 < step <= MAX_STEP):
         raise ValueError(f"the threshold step must be > 0 and at most {MAX_STEP}, got {step!r}")
-    return np.round(np.arange(math.floor(1 / step + 1e-9) + 1) * step, 12)
+    if not (math.isfinite(start) and 0 < start <= 1):
+        raise ValueError(f"the first threshold must be in (0, 1], got {start!r}")
+    return np.round(start + np.arange(math.floor((1 - start) / step + 1e-9) + 1) * step, 12)
 
 
 def sweep_counts(sweep: ClassSweep, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tp, fp, fn) at each threshold (``conf > t`` kept)."""
+    """(tp, fp, fn) at each threshold (``conf >= t`` kept)."""
     conf, best = np.sort(sweep.conf), np.sort(sweep.best)
-    n = len(conf) - np.searchsorted(conf, thresholds, side="right")
-    tp = len(best) - np.searchsorted(best, thresholds, side="right")
+    n = len(conf) - np.searchsorted(conf, thresholds, side="left")
+    tp = len(best) - np.searchsorted(best, thresholds, side="left")
     return tp, n - tp, len(best) - tp
 
 
 def tune_thresholds(labels: pd.DataFrame, candidates: pd.DataFrame,
                     classes: tuple[ParticleClass, ...] = CZII_CLASSES, *, experiments=None, step: float = MAX_STEP,
-                    beta: float = BETA) -> TuneResult:
-    """Each class's best threshold on the grid (see the module docstring) and the scores there."""
-    grid = threshold_grid(step)
+                    start: float = DEFAULT_FLOOR, beta: float = BETA) -> TuneResult:
+    """Each class's best threshold on the grid from ``start`` (see the module docstring) and the scores there."""
+    grid = threshold_grid(step, start)
     thresholds: dict[str, float | None] = {}
     scores = []
     for cls, sweep in zip(classes, class_sweeps(labels, candidates, classes, experiments=experiments)):
@@ -137,9 +147,9 @@ def tune_thresholds(labels: pd.DataFrame, candidates: pd.DataFrame,
 
 
 def apply_thresholds(candidates: pd.DataFrame, thresholds: dict[str, float | None]) -> pd.DataFrame:
-    """The candidates kept at ``thresholds`` (``conf > t``; a class with None or absent keeps none)."""
+    """The candidates kept at ``thresholds`` (``conf >= t``; a class with None or absent keeps none)."""
     limit = candidates["particle_type"].map(lambda name: thresholds.get(name)).astype(float)
-    return candidates.loc[(candidates["conf"] > limit.fillna(np.inf)).to_numpy()]
+    return candidates.loc[(candidates["conf"] >= limit.fillna(np.inf)).to_numpy()]
 
 
 def _load_manifest(path: Path) -> dict:
@@ -161,18 +171,39 @@ def _load_manifest(path: Path) -> dict:
     return data
 
 
+def manifest_floor(path: str | Path) -> float:
+    """The manifest's ``candidate_floor`` (the default 0.05 when it names none)."""
+    value = _load_manifest(Path(path)).get("candidate_floor", DEFAULT_FLOOR)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise InputError(path, f"key 'candidate_floor': {value!r} is not in (0, 1]", "e.g. candidate_floor: 0.05")
+    return float(value)
+
+
 def manifest_thresholds(path: str | Path) -> dict[str, float]:
     """The thresholds a manifest's ``classes:`` entries hold now, by name (entries without one left out)."""
     return {c["name"]: float(c["threshold"]) for c in _load_manifest(Path(path))["classes"]
             if isinstance(c.get("threshold"), (int, float)) and not isinstance(c.get("threshold"), bool)}
 
 
+def _follow_models(data: dict, old: Path, new: Path) -> None:
+    """Members' relative ``model`` paths rewritten for a manifest that moves from folder ``old`` to ``new``, so
+    they name the same files (paths in a manifest are relative to it); absolute ones stay."""
+    if old.resolve() == new.resolve():
+        return
+    for member in data.get("members") or []:
+        model = member.get("model") if isinstance(member, dict) else None
+        if isinstance(model, str) and not Path(model).is_absolute():
+            member["model"] = os.path.relpath((old / model).resolve(), new.resolve())
+
+
 def write_tuned_manifest(manifest: str | Path, output: str | Path, thresholds: dict[str, float | None]) -> list[str]:
     """Write a copy of ``manifest`` whose ``classes[i].threshold`` is ``thresholds[classes[i].name]`` (None and
     absent names leave the entry alone; names the manifest lacks are not added); returns the names set. The
-    YAML is loaded as data and dumped in its key order (comments are not kept)."""
+    YAML is loaded as data and dumped in its key order (comments are not kept); members' relative model paths
+    are rewritten to name the same files from ``output``'s folder."""
     manifest, output = Path(manifest), Path(output)
     data = _load_manifest(manifest)
+    _follow_models(data, manifest.parent, output.parent)
     done = []
     for entry in data["classes"]:
         value = thresholds.get(entry["name"])

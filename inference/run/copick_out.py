@@ -33,8 +33,10 @@ def check_name(value: str, what: str) -> str:
 
 
 def write_copick(out_dir: str | Path, results: dict[str, TomoResult], *, object_name: str = "flagellar-motor",
-                 user_id: str = "motorfinder") -> int:
-    """Write the picks of every successful tomogram (failed ones get none); returns how many."""
+                 user_id: str = "motorfinder", classes=None) -> int:
+    """Write the picks of every successful tomogram (failed ones get none); returns how many. ``classes``
+    (task particles: the manifest's): one picks file per class per run, its picks at the class's threshold,
+    and every class in the config (with its radius); ``object_name`` is then not used."""
     out_dir = Path(out_dir)
     check_name(object_name, "object")
     check_name(user_id, "user")
@@ -45,14 +47,26 @@ def write_copick(out_dir: str | Path, results: dict[str, TomoResult], *, object_
         if result.status != "ok":
             continue
         s = float(result.spacing)
-        fused = np.asarray(result.fused, dtype=np.float64).reshape(-1, 4)
-        write_picks(out_dir, tomo_id, object_name, fused[:, [2, 1, 0]] * s, fused[:, 3], user_id=user_id,
-                    voxel_spacing=s)
+        if classes is None:
+            points = {object_name: result.fused}
+        else:
+            points = {c.name: [p for p in result.picks.get(c.name, []) if p[3] >= c.threshold] for c in classes}
+        for name, pts in points.items():
+            pts = np.asarray(pts, dtype=np.float64).reshape(-1, 4)
+            write_picks(out_dir, tomo_id, name, pts[:, [2, 1, 0]] * s, pts[:, 3], user_id=user_id, voxel_spacing=s)
         n += 1
     config = out_dir / "copick_config.json"
     if not config.exists():
-        write_config(config, [PickableObject(object_name, is_particle=True, label=1, color=(255, 64, 0, 255),
-                                             radius=225.0)],
-                     overlay_root=out_dir, name="motorfinder picks",
-                     description="fused candidate points written by motorfinder predict --copick-out")
+        if classes is None:
+            objects = [PickableObject(object_name, is_particle=True, label=1, color=(255, 64, 0, 255), radius=225.0)]
+        else:
+            objects = [PickableObject(c.name, is_particle=True, label=i + 1, color=_PALETTE[i % len(_PALETTE)],
+                                      radius=float(c.radius_A)) for i, c in enumerate(classes)]
+        what = "fused candidate points" if classes is None else "particle picks at each class's threshold"
+        write_config(config, objects, overlay_root=out_dir, name="motorfinder picks",
+                     description=f"{what} written by motorfinder predict --copick-out")
     return n
+
+
+_PALETTE = ((0, 117, 220, 255), (153, 63, 0, 255), (76, 0, 92, 255), (0, 92, 49, 255), (43, 206, 72, 255),
+            (255, 204, 153, 255), (148, 255, 181, 255), (143, 124, 0, 255))

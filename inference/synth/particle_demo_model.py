@@ -145,8 +145,17 @@ def particle_detector_model(head: ParticleHead | None = None) -> onnx.ModelProto
     return make_model(nodes, inits, inp, out, "demo_particles", meta)
 
 
-def particles_manifest_dict(head: ParticleHead | None = None) -> dict:
-    """The demo's ``task: particles`` manifest (the model path relative to the folder it is written to)."""
+#: The demo's decoders; each gets its manifest (``manifest.yaml`` is peaks'). Its class blobs are narrow (the
+#: per-class temperatures keep peaks sharp), so blobs down to 1 % of a particle's ball count (the default 5 %
+#: would drop most).
+DECODERS = {"peaks": "manifest.yaml", "components": "manifest-components.yaml",
+            "watershed": "manifest-watershed.yaml"}
+MIN_BLOB_FRACTION = 0.01
+
+
+def particles_manifest_dict(head: ParticleHead | None = None, method: str = "peaks") -> dict:
+    """The demo's ``task: particles`` manifest for decoder ``method`` (the model path relative to the folder
+    it is written to)."""
     head = head or load_head()
     classes = [{"name": c.name, "radius_A": c.radius_A, "weight": c.weight, "threshold": float(t)}
                for c, t in zip(CZII_CLASSES, head.threshold)]
@@ -154,16 +163,20 @@ def particles_manifest_dict(head: ParticleHead | None = None) -> dict:
               "overlap": 0.21, "normalize": "zscore", "outputs": list(OUTPUTS), "activation": "softmax",
               "tta": ["zyx"]}
     return {"task": "particles", "target_spacing": CZII_SPACING_A, "default_spacing": CZII_SPACING_A,
-            "classes": classes, "decode": {"method": "peaks"}, "ensemble": "heatmap", "members": [member]}
+            "classes": classes, "decode": {"method": method, "fractions": {"min_blob": MIN_BLOB_FRACTION}},
+            "ensemble": "heatmap", "members": [member]}
 
 
 def write_particle_demo_models(out_dir: str | Path) -> Path:
-    """Write ``seg.onnx`` and ``manifest.yaml`` (``task: particles``) to ``out_dir``; returns the manifest path."""
+    """Write ``seg.onnx`` and a ``task: particles`` manifest per decoder (:data:`DECODERS`) to ``out_dir``;
+    returns ``manifest.yaml``'s path (the peaks decoder's)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     head = load_head()
     onnx.save(particle_detector_model(head), out / MODEL_FILE)
-    manifest = out / "manifest.yaml"
-    manifest.write_text("# Particles demo detector written by `python -m inference demo-models --task particles`.\n"
-                        + yaml.safe_dump(particles_manifest_dict(head), sort_keys=False))
-    return manifest
+    for method, name in DECODERS.items():
+        (out / name).write_text(
+            f"# Particles demo detector written by `python -m inference demo-models --task particles`; decoder "
+            f"{method}\n# (the others: {', '.join(n for m, n in DECODERS.items() if m != method)}).\n"
+            + yaml.safe_dump(particles_manifest_dict(head, method), sort_keys=False))
+    return out / DECODERS["peaks"]

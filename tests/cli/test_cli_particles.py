@@ -154,11 +154,12 @@ def test_tune_writes_the_manifest(files, tmp_path, capsys):
     code = main(["tune", "--candidates", str(cands), str(more), "--labels", str(labels), "--manifest",
                  str(manifest_file(tmp_path)), "--output", str(out), "--json"])
     got = json.loads(capsys.readouterr().out)
-    assert code == 0 and got["thresholds"]["apo-ferritin"] == 0.0 and got["thresholds"]["ribosome"] == 0.4
+    # apo: every candidate kept is best (the floor, 0.05); ribosome: the 20 at 0.4 go from t = 0.405 on
+    assert code == 0 and got["thresholds"]["apo-ferritin"] == 0.05 and got["thresholds"]["ribosome"] == 0.405
     assert got["thresholds"]["thyroglobulin"] is None  # labelled, but F is 0 at every threshold
     assert got["thresholds"]["beta-galactosidase"] is None  # no labels
     classes = yaml.safe_load(out.read_text())["classes"]
-    assert [c["threshold"] for c in classes] == [0.0, 0.4]
+    assert [c["threshold"] for c in classes] == [0.05, 0.405]
     assert got["score"] == pytest.approx((1.0 + 1.0) / 7)
     assert main(["tune", "--candidates", str(cands), "--labels", str(labels), "--manifest",
                  str(manifest_file(tmp_path)), "--output", str(out)]) == 0

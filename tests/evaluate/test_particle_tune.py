@@ -36,13 +36,18 @@ def f4(p, r):
     return 17 * p * r / (16 * p + r) if p + r > 0 else 0.0
 
 
-def test_grid_is_0_to_1_by_step_and_refuses_coarse_steps():
-    g = threshold_grid(0.005)
-    assert len(g) == 201 and g[0] == 0.0 and g[-1] == 1.0 and g[37] == 0.185
-    assert len(threshold_grid(0.001)) == 1001
+def test_grid_runs_from_the_floor_to_1_by_step_and_refuses_coarse_steps():
+    g = threshold_grid(0.005)  # from the default candidate floor, 0.05
+    assert len(g) == 1 + round((1 - 0.05) / 0.005) == 191 and g[0] == 0.05 and g[-1] == 1.0 and g[37] == 0.235
+    assert len(threshold_grid(0.001)) == 951
+    g = threshold_grid(0.005, start=0.005)
+    assert len(g) == 200 and g[0] == 0.005 and g[-1] == 1.0
     for bad in (0.01, 0.0, -0.001, float("nan")):
         with pytest.raises(ValueError):
             threshold_grid(bad)
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError):
+            threshold_grid(0.005, start=bad)
 
 
 def test_best_threshold_by_formula():
@@ -50,18 +55,18 @@ def test_best_threshold_by_formula():
     labels = labels_of(("A", RIBO, 0.0, 0.0, 0.0), ("A", RIBO, 1000.0, 0.0, 0.0), ("A", RIBO, 2000.0, 0.0, 0.0))
     c = cands(("A", RIBO, 0.0, 0.0, 0.0, 0.9), ("A", RIBO, 1000.0, 0.0, 0.0, 0.6), ("A", RIBO, 5000.0, 0.0, 0.0, 0.4),
               ("A", RIBO, 6000.0, 0.0, 0.0, 0.3), ("A", RIBO, 2000.0, 10.0, 0.0, 0.2))
-    # kept sets as t grows: all 5 (tp 3, fp 2) until t < 0.2; then 4 (2, 2); 3 (2, 1); 2 (2, 0); 1 (1, 0)
+    # kept sets as t grows (conf >= t): all 5 (tp 3, fp 2) up to t = 0.2; then 4 (2, 2); 3 (2, 1); 2 (2, 0); 1 (1, 0)
     f_all, f_two = f4(3 / 5, 1.0), f4(2 / 2, 2 / 3)
     assert f_all > f_two  # 0.9107 > 0.6939... recall dominates
     result = tune_thresholds(labels, c)
-    assert result.thresholds[RIBO] == 0.0  # the lowest threshold of the best F
+    assert result.thresholds[RIBO] == 0.05  # the lowest threshold of the best F: the grid's first, the floor
     ribo = next(s for s in result.per_class if s.name == RIBO)
     assert (ribo.tp, ribo.fp, ribo.fn) == (3, 2, 0) and ribo.fbeta == pytest.approx(f_all)
     assert result.thresholds[APO] is None and result.score == pytest.approx(f_all / 7)
     # with many more unmatched low-conf candidates the threshold rises past them
     noise = [("A", RIBO, 9000.0 + 100 * i, 0.0, 0.0, 0.1) for i in range(40)]
     more = tune_thresholds(labels, pd.concat([c, cands(*noise)], ignore_index=True))
-    assert more.thresholds[RIBO] == 0.1  # conf > 0.1 drops the 40; 0.1 is the lowest such grid value
+    assert more.thresholds[RIBO] == 0.105  # conf >= t drops the 40 at 0.1 from t = 0.105 on, the lowest such
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -79,7 +84,7 @@ def test_swept_counts_equal_the_metric_at_every_threshold(seed):
     grid = threshold_grid(0.005)
     counts = {cls.name: sweep_counts(s, grid) for cls, s in zip(CZII_CLASSES, sweeps)}
     for k in range(0, len(grid), 7):
-        kept = c.loc[c["conf"] > grid[k]]
+        kept = c.loc[c["conf"] >= grid[k]]
         s = score_particles(labels, kept)
         for cls in s.per_class:
             if cls.name in set(labels.particle_type):
@@ -88,7 +93,7 @@ def test_swept_counts_equal_the_metric_at_every_threshold(seed):
     result = tune_thresholds(labels, c)
     again = score_particles(labels, apply_thresholds(c, result.thresholds))
     assert again.score == pytest.approx(result.score)
-    coarse = [score_particles(labels, c.loc[c["conf"] > t]) for t in grid[::20]]
+    coarse = [score_particles(labels, c.loc[c["conf"] >= t]) for t in grid[::20]]
     for k, cls in enumerate(result.per_class):
         if result.thresholds[cls.name] is not None:  # no coarser threshold does better
             assert cls.fbeta >= max(s.per_class[k].fbeta for s in coarse) - 1e-12
@@ -99,7 +104,7 @@ def test_candidates_outside_labelled_experiments_do_not_count():
     c = cands(("A", APO, 0.0, 0.0, 0.0, 0.5), *[("Z", APO, 100.0 * i, 0, 0, 0.9) for i in range(10)])
     sweep = class_sweeps(labels, c)[0]
     assert len(sweep.conf) == 1 and sweep.best.tolist() == [0.5]
-    assert tune_thresholds(labels, c).thresholds[APO] == 0.0
+    assert tune_thresholds(labels, c).thresholds[APO] == 0.05
 
 
 def test_written_manifest_has_the_thresholds_by_name(tmp_path):

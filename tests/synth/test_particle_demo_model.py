@@ -15,6 +15,7 @@ from inference.cli.main import main
 from inference.manifest.particle_classes import CZII_CLASSES, CZII_SPACING_A
 from inference.synth.particle_demo_fit import calibration_runs, fit_head
 from inference.synth.particle_demo_model import (
+    DECODERS,
     OUTPUTS,
     default_head_path,
     feature_model,
@@ -43,7 +44,7 @@ def test_written_model_and_manifest(tmp_path):
     assert doc == particles_manifest_dict()
     assert doc["task"] == "particles"
     assert doc["target_spacing"] == doc["default_spacing"] == CZII_SPACING_A
-    assert doc["decode"] == {"method": "peaks"} and doc["ensemble"] == "heatmap"
+    assert doc["decode"] == {"method": "peaks", "fractions": {"min_blob": 0.01}} and doc["ensemble"] == "heatmap"
     assert [(c["name"], c["radius_A"], c["weight"]) for c in doc["classes"]] == [
         (c.name, c.radius_A, c.weight) for c in CZII_CLASSES]
     assert all(0 < c["threshold"] < 1 for c in doc["classes"])
@@ -53,6 +54,9 @@ def test_written_model_and_manifest(tmp_path):
     assert member["normalize"] == "zscore" and member["overlap"] == 0.21 and member["tta"] == ["zyx"]
     assert member["outputs"] == ["background"] + [c.name for c in CZII_CLASSES] == list(OUTPUTS)
     assert all(p % member["stride"] == 0 for p in member["patch"])
+    for method, name in DECODERS.items():  # one manifest per decoder, the same but for the method
+        other = yaml.safe_load((tmp_path / name).read_text())
+        assert other["decode"]["method"] == method and {**other, "decode": doc["decode"]} == doc
 
 
 def test_output_is_seven_logits_at_stride_2(session):
