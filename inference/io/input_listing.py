@@ -35,5 +35,5 @@ def list_input(source: str | Path, *, tomo_type: str = DEFAULT_TOMO_TYPE, target
     if report:
         logger.info("%s; tomogram type %s", describe(project), tomo_type)
         for experiment, (_, problem) in found.unusable.items():
-            logger.error("%s; it is written as -1", problem)
+            logger.error("%s; it gets no picks", problem)
     return found

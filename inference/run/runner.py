@@ -326,6 +326,7 @@ def finish_run(run: Run) -> PredictResult:
                          classes=task.classes if task is not None else None)
         logger.info("copick picks of %d tomogram(s) in %s", n, cfg.copick_out)
     failures = {t: r.error or "failed" for t, r in results.items() if r.status != "ok"}
+    absent = "have no picks" if task is not None else "were written as -1"
     unreached = [t for t in run.ids if t not in results]
     timer = StageTimer()
     for r in results.values():
@@ -343,10 +344,10 @@ def finish_run(run: Run) -> PredictResult:
         logger.info("%s (thresholds per class: %s)", decision.describe(),
                     ", ".join(f"{c.name} {c.threshold:g}" for c in task.classes))
     if failures:
-        logger.warning("%d tomogram(s) failed and were written as -1: %s", len(failures),
+        logger.warning("%d tomogram(s) failed and %s: %s", len(failures), absent,
                        "; ".join(f"{t}: {e}" for t, e in sorted(failures.items())[:5]))
     if unreached:
-        logger.warning("%d tomogram(s) were not reached and were written as -1", len(unreached))
+        logger.warning("%d tomogram(s) were not reached and %s", len(unreached), absent)
     logger.info("stage times (summed over tomograms; loading overlaps the engines): %s", timer.summary())
     return PredictResult(submission=decision.submission, decision=decision, member_candidates=tables, fused=fused,
                          failures=failures, timer=timer, n_tomograms=len(run.ids), results=dict(results),

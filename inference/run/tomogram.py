@@ -290,23 +290,30 @@ def run_task(task, loaded: Loaded | None, error: BaseException | None, ctx: Cont
     from the task's. One bad tomogram never stops the caller."""
     tomo_id = task.tomo_id or tomo_id_of(task.source)
     if error is not None:
-        result = failure(tomo_id, error, task.source)
+        result = failure(tomo_id, error, task.source, outcome_of(ctx.manifest))
     else:
         try:
             result = run_loaded(loaded, ctx, task.plan or FULL)
         except Exception as exc:  # one bad tomogram must not stop the caller: its failure, written as -1
-            result = failure(tomo_id, exc, task.source)
+            result = failure(tomo_id, exc, task.source, outcome_of(ctx.manifest))
     result.attempts = task.attempt + 1
     return result
 
 
-def failure(tomo_id: str, exc: BaseException, source: str | Path | None = None) -> TomoResult:
-    """A failed tomogram: logged here in one line (the traceback at DEBUG, ``-v``), written as -1 by the runner."""
+def outcome_of(manifest: Manifest) -> str:
+    """What the submission gives a tomogram without a result: ``-1`` (motors) or no row (particles)."""
+    return "gets no picks" if manifest.task == "particles" else "is written as -1"
+
+
+def failure(tomo_id: str, exc: BaseException, source: str | Path | None = None,
+            outcome: str = "is written as -1") -> TomoResult:
+    """A failed tomogram: logged here in one line (the traceback at DEBUG, ``-v``), written as -1 by the runner
+    (``outcome``: what the submission gives it; a particle run's experiment gets no picks)."""
     text = one_line(exc)
     if isinstance(exc, InputError):
-        logger.error("tomogram %s is written as -1: %s", tomo_id, text)
+        logger.error("tomogram %s %s: %s", tomo_id, outcome, text)
     else:
         where = f" ({source})" if source is not None else ""
-        logger.error("tomogram %s%s failed and is written as -1: %s", tomo_id, where, text)
+        logger.error("tomogram %s%s failed and %s: %s", tomo_id, where, outcome, text)
     logger.debug("tomogram %s: the traceback", tomo_id, exc_info=exc)
     return TomoResult.failed(tomo_id, text)
