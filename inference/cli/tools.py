@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from inference.common.errors import InputError
 
 
@@ -154,10 +156,21 @@ def _add_show(sub) -> None:
     p.add_argument("--near-A", type=float, default=500.0, help="mark points within this distance of a plane "
                    "(default 500 Å)")
     p.add_argument("--out", required=True, type=Path, help="PNG to write")
+    g = p.add_argument_group("particle picks (a candidates or submission CSV with a particle_type column)")
+    g.add_argument("--manifest", type=Path, default=None, help="the classes (colours, radii) of this task: particles "
+                   "manifest (default: the CZII six)")
+    g.add_argument("--tomo-type", default="denoised", help="with a copick project as --tomogram (and the run as "
+                   "--tomo-id): its tomogram type (default denoised)")
+    g.add_argument("--at-A", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="the point the slabs go through, in Å (default: the volume's centre)")
     p.set_defaults(func=_run_show)
 
 
 def _run_show(args) -> int:
+    from inference.evaluate.particle_tables import has_particle_type_column
+
+    if any(has_particle_type_column(p) for p in args.candidates):
+        return _run_show_particles(args)
     from inference.ensemble.candidates import load_candidates
     from inference.evaluate import scoring, show
     from inference.io import readers
@@ -218,4 +231,39 @@ def _run_demo_models(args) -> int:
 
         path = write_demo_models(args.out, with_2d=args.with_2d)
     print(f"wrote {path}")
+    return 0
+
+
+def _run_show_particles(args) -> int:
+    """``show`` of particle picks (:mod:`inference.evaluate.show_particles`)."""
+    from inference.evaluate.particle_tables import load_particle_labels, load_particle_submission
+    from inference.evaluate.show_particles import render_particles
+    from inference.io import readers
+    from inference.io.input_listing import list_input
+    from inference.manifest.parse import load_manifest
+    from inference.manifest.particle_classes import CZII_CLASSES, CZII_SPACING_A
+
+    classes = CZII_CLASSES
+    if args.manifest is not None:
+        manifest = load_manifest(args.manifest, check_files=False)
+        if manifest.particles is None:
+            raise InputError(args.manifest, "not a task: particles manifest", "pass the manifest of the picks")
+        classes = manifest.particles.classes
+    found = list_input(args.tomogram, tomo_type=args.tomo_type, report=False)
+    experiment = args.tomo_id or (found.id_of(found.sources[0]) if len(found.sources) == 1 else None)
+    by_id = {found.id_of(s): s for s in found.sources}
+    if experiment not in by_id:
+        raise InputError(args.tomogram, f"holds {len(by_id)} tomogram(s) ({', '.join(sorted(by_id)[:5])}); "
+                         f"{experiment!r} is none of them" if experiment else f"holds {len(by_id)} tomograms",
+                         "pass --tomo-id with the run (experiment) to show")
+    vol = readers.read_volume(by_id[experiment])
+    picks = pd.concat([load_particle_submission(p, classes) for p in args.candidates], ignore_index=True)
+    truth = None
+    if args.labels is not None:
+        truth = load_particle_labels(args.labels, classes).points
+        truth = truth[truth["experiment"] == experiment]
+    spacing = vol.header_spacing or CZII_SPACING_A
+    out = render_particles(vol.data, float(spacing), experiment, classes, picks[picks["experiment"] == experiment],
+                           truth, args.out, centre_A=args.at_A)
+    print(f"wrote {out}")
     return 0

@@ -132,3 +132,17 @@ def test_outputs_that_do_not_match_the_model_are_one_line_at_load(project, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ")
     assert "gives 7 output channels" in err[0] and "outputs name 6" in err[0] and "Fix:" in err[0]
+
+
+def test_show_draws_a_runs_picks_per_class(project, tmp_path, capsys):
+    sub = predict(project, tmp_path / "sub.csv")
+    run = sorted(p.name for p in (project / "proj" / "ExperimentRuns").iterdir())[0]
+    out = tmp_path / "view.png"
+    assert main(["-q", "show", "--tomogram", str(project / "proj"), "--tomo-id", run, "--candidates", str(sub),
+                 "--labels", str(project / "proj" / "labels.csv"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    assert main(["-q", "show", "--tomogram", str(project / "proj"), "--candidates", str(sub), "--out",
+                 str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds 3 tomograms" in err[0] and "--tomo-id" in err[0]
