@@ -34,7 +34,8 @@ logger = logging.getLogger("inference")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m inference",
-        description="Offline 3D point detection in cryo-ET tomograms (BYU flagellar motors).",
+        description="Offline 3D point detection in cryo-ET tomograms: BYU flagellar motors, and multi-class "
+                    "particles (CZII; a manifest with task: particles).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

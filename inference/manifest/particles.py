@@ -35,7 +35,7 @@ meaning, :mod:`inference.manifest.parse`)::
         decode: {method: ...}     # ensemble points only: this member's decoder (the block above)
 
 Members' outputs are stitched as logits (``stitch.space: logit``; ``prob`` is refused) and averaged over
-their TTAs. ``heatmap`` needs one activation for all members.
+their TTAs (``tta_merge: separate`` is refused). ``heatmap`` needs one activation for all members.
 """
 
 from __future__ import annotations
@@ -142,6 +142,10 @@ def particles(ctx: Ctx, data: dict, cls: tuple[ParticleClass, ...], members) -> 
     if fusion and ensemble != "points":
         raise ctx.fail("fusion", "the heatmap ensemble averages logits: no point fusion to configure",
                        "drop fusion, or use ensemble: points")
+    for m in members:
+        if m.tta_merge == "separate":
+            raise ctx.fail(f"members ({m.name}).tta_merge", "a particle member's TTA logits are averaged",
+                           "drop tta_merge (or set it to mean)")
     covered = {n for m in members for n in m.outputs}
     missing = [c.name for c in cls if c.name not in covered]
     if missing:

@@ -99,6 +99,8 @@ def test_a_motors_manifest_is_unchanged_by_the_task_key(tmp_path):
     ({"decode": {"per_class": {"ribosome": {"radius": 2}}}}, "decode.per_class.ribosome.radius", "unknown key"),
     ({"decode": {"per_class": {"virus": {}}}}, "decode.per_class.virus", "unknown key"),
     ({"fusion": {"radius_fraction": 0.5}}, "fusion", "no point fusion"),
+    ({"members__0__tta_merge": "separate", "members__0__tta": ["zyx", "zyx_x"]}, "members (seg).tta_merge",
+     "averaged"),
     ({"threshold": {"fixed": 0.5}}, "threshold", "unknown key"),
     ({"candidate_floor": 0}, "candidate_floor", "must be > 0"),
 ])
