@@ -115,3 +115,27 @@ def test_points_fuse_each_class_within_a_fraction_of_its_radius():
     assert zyx.shape == (2, 3)
     p = np.exp(4.0) / (1.0 + np.exp(4.0))
     np.testing.assert_allclose(conf, [p / 2, p / 2])
+
+
+@pytest.mark.parametrize("ensemble", ["heatmap", "points"])
+def test_the_gpu_path_gives_the_cpu_picks(monkeypatch, ensemble):
+    """On (fake) CuPy device arrays: members on two grids, sampled, averaged, activated and decoded on the
+    device; the picks equal the CPU's."""
+    from tests.fake_gpu_arrays import FakeGpu
+
+    fake = FakeGpu().install(monkeypatch)
+    rng = np.random.default_rng(3)
+    a_logits = ball_logits((16, 16, 16), (5, 6, 7), 3) + rng.normal(0, 0.05, (2, 16, 16, 16)).astype(np.float32)
+    b_logits = ball_logits((8, 8, 8), (3, 3, 4), 2) + rng.normal(0, 0.05, (2, 8, 8, 8)).astype(np.float32)
+    cpu_maps = [ClassMaps(a_logits, ("background", "ribosome"), (5.0,) * 3, (20.0,) * 3),
+                ClassMaps(b_logits, ("background", "ribosome"), (15.0,) * 3, (40.0,) * 3, weight=2.0)]
+    gpu_maps = [ClassMaps(fake.cupy.asarray(m.logits), m.channels, m.origin_A, m.cell_A, m.weight) for m in cpu_maps]
+    task = particles(RIBO, ensemble=ensemble)
+    if ensemble == "heatmap":
+        cpu, gpu = heatmap_picks(cpu_maps, task), heatmap_picks(gpu_maps, task, xp=fake.cupy)
+    else:
+        cpu, gpu = points_picks(cpu_maps, task, Fusion()), points_picks(gpu_maps, task, Fusion(), xp=fake.cupy)
+    assert len(cpu["ribosome"][0]) >= 1
+    np.testing.assert_array_equal(cpu["ribosome"][0], gpu["ribosome"][0])
+    np.testing.assert_array_equal(cpu["ribosome"][1], gpu["ribosome"][1])
+    assert sum(fake.transfers) < a_logits.nbytes  # only the picks' small arrays came back
