@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from inference.common.errors import InputError
+from inference.common.names import escaped
 
 
 def _devices(text: str) -> tuple[int, ...] | str:
@@ -184,6 +185,6 @@ def run_cli(args) -> int:
         **_scale_settings(args),
     )
     result = run_predict(cfg)
-    print(f"wrote {args.output}: {result.decision.describe()}; "
-          f"{len(result.failures)} failed; stages: {result.timer.summary()}")
+    print(escaped(f"wrote {args.output}: {result.decision.describe()}; "
+                  f"{len(result.failures)} failed; stages: {result.timer.summary()}"))
     return 0

@@ -39,6 +39,8 @@ import signal
 import threading
 from dataclasses import dataclass
 
+from inference.common.log_format import LineFormatter
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -73,7 +75,9 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
     if spec.device == "cuda" and (spec.pin is not None or spec.device_id is not None):
         # before any CUDA import below; the pinned GPU is device 0 in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = spec.pin if spec.pin is not None else str(spec.device_id)
-    logging.basicConfig(level=spec.log_level, format=f"%(levelname)s worker{spec.wid} %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(LineFormatter(f"%(levelname)s worker{spec.wid} %(name)s: %(message)s"))
+    logging.basicConfig(level=spec.log_level, handlers=[handler])
     log = logging.getLogger(__name__)
 
     from inference.common.errors import one_line
