@@ -10,6 +10,9 @@ from pathlib import Path
 from inference.common.errors import InputError
 from inference.common.names import escaped
 
+#: predict's exit code when tomograms were attempted and none succeeded (the submission is written all the same)
+EXIT_ALL_FAILED = 3
+
 
 def _devices(text: str) -> tuple[int, ...] | str:
     """``all`` (or ``auto``): every visible GPU, counted at run time; else comma-separated ids."""
@@ -39,13 +42,17 @@ def add_cli(sub) -> None:
     p = sub.add_parser(
         "predict", help="run the manifest's members over tomograms and write submission.csv",
         description="Run every member of a manifest over every tomogram source in --input (BYU slice folders, "
-                    ".mrc/.rec files, .npy volumes, OME-Zarr stores), decode candidate points, fuse members, "
+                    ".mrc/.rec/.map files, .npy volumes, OME-Zarr stores), decode candidate points, fuse members, "
                     "threshold, and write a submission.",
+        epilog=f"Exit codes: 0 done (failed tomograms are named and written as -1); {EXIT_ALL_FAILED} every tomogram "
+               "attempted failed (the submission is written all the same); 2 bad input or options, before any work "
+               "(one error: line); 1 an unexpected error; 130 interrupted; 143 terminated (SIGTERM). After 130, 143 "
+               "or a killed run, the same command resumes.",
     )
     p.add_argument("--manifest", required=True, type=Path, help="weights_manifest.yaml (paths inside are "
                    "relative to it)")
     p.add_argument("--input", required=True, type=Path, help="folder of tomogram sources (one sub-folder of "
-                   "slice_NNNN.jpg per tomo_id, .mrc/.rec/.npy files, .zarr OME-Zarr stores), a .txt file "
+                   "slice_NNNN.jpg per tomo_id, .mrc/.rec/.map/.npy files, .zarr OME-Zarr stores), a .txt file "
                    "listing sources one per line (paths, or fsspec URLs such as s3://.../TS_026.zarr), or a copick "
                    "project: its static root (holding ExperimentRuns/), the ExperimentRuns/ folder or its config "
                    "JSON (one tomogram per run, named by the run)")
@@ -185,6 +192,10 @@ def run_cli(args) -> int:
         **_scale_settings(args),
     )
     result = run_predict(cfg)
+    if result.all_failed:
+        print(escaped(f"wrote {args.output}: every tomogram failed ({len(result.failures)}; the errors above name "
+                      f"each); exit code {EXIT_ALL_FAILED}"))
+        return EXIT_ALL_FAILED
     print(escaped(f"wrote {args.output}: {result.decision.describe()}; "
                   f"{len(result.failures)} failed; stages: {result.timer.summary()}"))
     return 0

@@ -184,7 +184,7 @@ class Volume:
 
 def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | None = None,
                 zarr_level: int | str = 0, target_A: float | None = None, spacing_A: float | None = None) -> Volume:
-    """Read one tomogram source (a slice folder, an .mrc/.rec file, an .npy file, an OME-Zarr store or URL).
+    """Read one tomogram source (a slice folder, an .mrc/.rec/.map file, an .npy file, an OME-Zarr store or URL).
 
     OME-Zarr only: ``zarr_level`` (an index or ``"auto"``), ``target_A`` (the finest spacing a member
     needs) and ``spacing_A`` (level 0's spacing when the spacing CSV gives it), see

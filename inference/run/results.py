@@ -139,7 +139,8 @@ class ResultStore:
         try:
             if restart:
                 removed = workdir.clean(self.dir)
-                logger.info("--restart: removed %d file(s) a run wrote in %s", removed, self.dir)
+                if removed:  # a fresh folder has nothing to remove: no line
+                    logger.info("--restart: removed %d file(s) a run wrote in %s", removed, self.dir)
             try:
                 (self.dir / workdir.TOMOGRAMS).mkdir(parents=True, exist_ok=True)
             except OSError as exc:

@@ -119,6 +119,11 @@ class PredictResult:
     results: dict[str, TomoResult] = field(default_factory=dict)
     picks: pd.DataFrame | None = None  # task particles: every candidate pick (experiment,particle_type,x,y,z,conf)
 
+    @property
+    def all_failed(self) -> bool:
+        """Tomograms were attempted and none succeeded (the deadline stopping the run before any is no failure)."""
+        return bool(self.failures) and not any(r.status == "ok" for r in self.results.values())
+
 
 def work_dir_of(cfg: PredictConfig) -> Path:
     return cfg.work_dir if cfg.work_dir is not None else cfg.output.with_name(cfg.output.name + ".work")
@@ -332,8 +337,8 @@ def finish_run(run: Run) -> PredictResult:
     for r in results.values():
         for k, v in r.seconds.items():
             timer.totals[k] += v
-    sources = pd.Series([r.spacing_source for r in ok.values()]).value_counts().to_dict()
-    logger.info("spacing from: %s", ", ".join(f"{k} {v}" for k, v in sorted(sources.items())) or "-")
+    if ok:
+        logger.info("spacing: %s", spacing_summary(ok.values()))
     mapped = sorted(t for t, r in ok.items() if r.intensity)
     if mapped:
         logger.info("intensity: %d tomogram(s) were not 8-bit and were mapped to 0..255 (manifest key intensity): %s",
@@ -348,7 +353,21 @@ def finish_run(run: Run) -> PredictResult:
                        "; ".join(f"{t}: {e}" for t, e in sorted(failures.items())[:5]))
     if unreached:
         logger.warning("%d tomogram(s) were not reached and %s", len(unreached), absent)
-    logger.info("stage times (summed over tomograms; loading overlaps the engines): %s", timer.summary())
+    if ok:
+        logger.info("stage times (summed over tomograms; loading overlaps the engines): %s", timer.summary())
     return PredictResult(submission=decision.submission, decision=decision, member_candidates=tables, fused=fused,
                          failures=failures, timer=timer, n_tomograms=len(run.ids), results=dict(results),
                          picks=picks)
+
+
+def spacing_summary(results) -> str:
+    """Where the spacings came from, with their values: ``csv 12 (6.5-19.7 Å), header 1 (13.1 Å)``."""
+    by_source: dict[str, list[float]] = {}
+    for r in results:
+        by_source.setdefault(r.spacing_source or "?", []).append(float(r.spacing))
+    parts = []
+    for source, values in sorted(by_source.items()):
+        lo, hi = min(values), max(values)
+        span = f"{lo:.4g} Å" if abs(hi - lo) < 1e-9 else f"{lo:.4g}-{hi:.4g} Å"
+        parts.append(f"{source} {len(values)} ({span})")
+    return ", ".join(parts)
