@@ -17,7 +17,9 @@ reports each missing runtime as "not available here":
    patch: through TensorRT or ONNX Runtime where they and the exported members are present, else
    through export's torch modules (random weights; labelled so);
 7. a projection of the engine hours for ~900 tomograms on 2 T4s, scaled by the ratio of this GPU's
-   and the T4's peak FLOPs (labelled a projection).
+   and the T4's peak FLOPs (labelled a projection);
+8. the particle decoders (issue 22) on the GPU (CuPy, cuCIM) vs the CPU on a synthetic CZII-sized stack:
+   picks equal, seconds per tomogram of each (``bench/_gpu_particles.py``).
 
 Writes ``DIR/report.md`` and ``DIR/report.json``. Without a GPU it exits 2 at once with one line.
 """
@@ -36,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # run from a checkout: the package need not be installed
 
 import _e2e as E2E  # noqa: E402
+import _gpu_particles as P  # noqa: E402
 import _gpu_sections as S  # noqa: E402
 from _report import provenance  # noqa: E402
 
@@ -70,6 +73,7 @@ def default_sections(manifest_path: Path) -> dict:
         "candidates": candidate_sections,
         "end to end vs the straightforward pipeline (GPU)": lambda c, o, b: E2E.gpu_section(c, o, b),
         "throughput": lambda c, o, b: throughput_section(c, o, b, manifest_path),
+        "particle decoders": P.particles_section,
     }
 
 

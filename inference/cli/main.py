@@ -5,8 +5,8 @@ never a traceback from inside a library; a file that cannot be written (read-onl
 disk) too. Anything unexpected ends with one ``error:`` line and exit code 1; ``-v`` adds the
 traceback.
 
-One module per command group in :mod:`inference.cli`: ``predict``, ``synth``, ``score``, ``doctor``, and
-``tools`` (``fuse``, ``submit``, ``show``, ``demo-models``); each registers its parser and runs it. This
+One module per command group in :mod:`inference.cli`: ``predict``, ``synth``, ``score``, ``tune``, ``doctor``,
+and ``tools`` (``fuse``, ``submit``, ``show``, ``demo-models``); each registers its parser and runs it. This
 module holds the parser, logging and :func:`run_command` (one ``error:`` line, SIGTERM), shared with
 ``python -m export``.
 """
@@ -24,6 +24,7 @@ from inference.cli import predict as cli_predict
 from inference.cli import score as cli_score
 from inference.cli import synth as cli_synth
 from inference.cli import tools as cli_tools
+from inference.cli import tune as cli_tune
 from inference.common.errors import EngineError, InputError, one_line, write_error
 from inference.version import __version__
 
@@ -33,11 +34,12 @@ logger = logging.getLogger("inference")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m inference",
-        description="Offline 3D point detection in cryo-ET tomograms (BYU flagellar motors).",
+        description="Offline 3D point detection in cryo-ET tomograms: BYU flagellar motors, and multi-class "
+                    "particles (CZII; a manifest with task: particles).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (cli_synth, cli_score, cli_predict, cli_tools, cli_doctor):
+    for group in (cli_synth, cli_score, cli_predict, cli_tools, cli_tune, cli_doctor):
         group.add_cli(sub)
     return parser
 

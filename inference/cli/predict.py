@@ -44,8 +44,12 @@ def add_cli(sub) -> None:
     p.add_argument("--manifest", required=True, type=Path, help="weights_manifest.yaml (paths inside are "
                    "relative to it)")
     p.add_argument("--input", required=True, type=Path, help="folder of tomogram sources (one sub-folder of "
-                   "slice_NNNN.jpg per tomo_id, .mrc/.rec/.npy files, .zarr OME-Zarr stores), or a .txt file "
-                   "listing sources one per line (paths, or fsspec URLs such as s3://.../TS_026.zarr)")
+                   "slice_NNNN.jpg per tomo_id, .mrc/.rec/.npy files, .zarr OME-Zarr stores), a .txt file "
+                   "listing sources one per line (paths, or fsspec URLs such as s3://.../TS_026.zarr), or a copick "
+                   "project: its static root (holding ExperimentRuns/), the ExperimentRuns/ folder or its config "
+                   "JSON (one tomogram per run, named by the run)")
+    p.add_argument("--tomo-type", default="denoised", help="a copick input's tomogram type: "
+                   "ExperimentRuns/<run>/VoxelSpacing<s>/<tomo-type>.zarr (default denoised)")
     p.add_argument("--output", required=True, type=Path, help="submission CSV to write")
     p.add_argument("--spacing-csv", type=Path, default=None, help="voxel spacings: train_labels format or "
                    "tomo_id,voxel_spacing; first source of spacing, before the MRC header and the default")
@@ -130,7 +134,7 @@ def _scale_settings(args: argparse.Namespace) -> dict:
         check_name(args.copick_user, "user")
     return {"zarr_level": args.zarr_level, "backend": "ray" if args.ray_address else args.backend,
             "ray_address": args.ray_address, "copick_out": args.copick_out, "copick_object": args.copick_object,
-            "copick_user": args.copick_user}
+            "copick_user": args.copick_user, "tomo_type": args.tomo_type}
 
 
 def _check_predict_options(args) -> None:

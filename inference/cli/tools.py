@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from inference.common.errors import InputError
 
 
@@ -154,10 +156,21 @@ def _add_show(sub) -> None:
     p.add_argument("--near-A", type=float, default=500.0, help="mark points within this distance of a plane "
                    "(default 500 Å)")
     p.add_argument("--out", required=True, type=Path, help="PNG to write")
+    g = p.add_argument_group("particle picks (a candidates or submission CSV with a particle_type column)")
+    g.add_argument("--manifest", type=Path, default=None, help="the classes (colours, radii) of this task: particles "
+                   "manifest (default: the CZII six)")
+    g.add_argument("--tomo-type", default="denoised", help="with a copick project as --tomogram (and the run as "
+                   "--tomo-id): its tomogram type (default denoised)")
+    g.add_argument("--at-A", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="the point the slabs go through, in Å (default: the volume's centre)")
     p.set_defaults(func=_run_show)
 
 
 def _run_show(args) -> int:
+    from inference.evaluate.particle_tables import has_particle_type_column
+
+    if any(has_particle_type_column(p) for p in args.candidates):
+        return _run_show_particles(args)
     from inference.ensemble.candidates import load_candidates
     from inference.evaluate import scoring, show
     from inference.io import readers
@@ -193,17 +206,64 @@ def _add_demo_models(sub) -> None:
     p = sub.add_parser(
         "demo-models", help="write the demo ONNX detectors and a manifest that uses them",
         description="Write small hand-designed ONNX detectors (no torch) that find the synthetic motors, plus "
-                    "manifest.yaml. They are the embedded default of the demo and the tests.",
+                    "manifest.yaml. They are the embedded default of the demo and the tests. With --task particles: "
+                    "seg.onnx, a 7-channel detector of the six CZII classes at stride 2 (for synth --task "
+                    "particles), and its task: particles manifest.yaml.",
     )
     p.add_argument("--out", required=True, type=Path, help="folder to write demo3d.onnx (and demo2d.onnx) and "
-                   "manifest.yaml into")
-    p.add_argument("--with-2d", action="store_true", help="also write the 2d member and use both in the manifest")
+                   "manifest.yaml into (particles: seg.onnx and manifest.yaml)")
+    p.add_argument("--task", choices=("motors", "particles"), default="motors",
+                   help="motors: the motor detectors (default); particles: the CZII multi-class detector")
+    p.add_argument("--with-2d", action="store_true", help="motors: also write the 2d member and use both in the "
+                   "manifest")
     p.set_defaults(func=_run_demo_models)
 
 
 def _run_demo_models(args) -> int:
-    from inference.synth.demo_models import write_demo_models
+    if args.task == "particles":
+        from inference.synth.particle_demo_model import write_particle_demo_models
 
-    path = write_demo_models(args.out, with_2d=args.with_2d)
+        if args.with_2d:
+            raise InputError(None, "--with-2d only applies to --task motors", "drop --with-2d")
+        path = write_particle_demo_models(args.out)
+    else:
+        from inference.synth.demo_models import write_demo_models
+
+        path = write_demo_models(args.out, with_2d=args.with_2d)
     print(f"wrote {path}")
+    return 0
+
+
+def _run_show_particles(args) -> int:
+    """``show`` of particle picks (:mod:`inference.evaluate.show_particles`)."""
+    from inference.evaluate.particle_tables import load_particle_labels, load_particle_submission
+    from inference.evaluate.show_particles import render_particles
+    from inference.io import readers
+    from inference.io.input_listing import list_input
+    from inference.manifest.parse import load_manifest
+    from inference.manifest.particle_classes import CZII_CLASSES, CZII_SPACING_A
+
+    classes = CZII_CLASSES
+    if args.manifest is not None:
+        manifest = load_manifest(args.manifest, check_files=False)
+        if manifest.particles is None:
+            raise InputError(args.manifest, "not a task: particles manifest", "pass the manifest of the picks")
+        classes = manifest.particles.classes
+    found = list_input(args.tomogram, tomo_type=args.tomo_type, report=False)
+    experiment = args.tomo_id or (found.id_of(found.sources[0]) if len(found.sources) == 1 else None)
+    by_id = {found.id_of(s): s for s in found.sources}
+    if experiment not in by_id:
+        raise InputError(args.tomogram, f"holds {len(by_id)} tomogram(s) ({', '.join(sorted(by_id)[:5])}); "
+                         f"{experiment!r} is none of them" if experiment else f"holds {len(by_id)} tomograms",
+                         "pass --tomo-id with the run (experiment) to show")
+    vol = readers.read_volume(by_id[experiment])
+    picks = pd.concat([load_particle_submission(p, classes) for p in args.candidates], ignore_index=True)
+    truth = None
+    if args.labels is not None:
+        truth = load_particle_labels(args.labels, classes).points
+        truth = truth[truth["experiment"] == experiment]
+    spacing = vol.header_spacing or CZII_SPACING_A
+    out = render_particles(vol.data, float(spacing), experiment, classes, picks[picks["experiment"] == experiment],
+                           truth, args.out, centre_A=args.at_A)
+    print(f"wrote {out}")
     return 0

@@ -78,9 +78,11 @@ def decide(best: pd.DataFrame, threshold: Threshold) -> Decision:
     return Decision(submission=sub, threshold=thr, n_motor=int(motor.sum()), n_total=len(sub))
 
 
-def submission_order(found_ids: Sequence[str], sample_submission: str | Path | None) -> list[str]:
+def submission_order(found_ids: Sequence[str], sample_submission: str | Path | None, column: str = "tomo_id",
+                     absent: str = "get -1") -> list[str]:
     """The tomo_ids to write, in order: the sample submission's when given (each once, with a WARNING
-    naming those it lists twice or leaves blank), else sorted."""
+    naming those it lists twice or leaves blank), else sorted. ``column``: the sample's id column
+    (``experiment`` for particles); ``absent``: what the submission gives an id the input lacks."""
     if sample_submission is None:
         return sorted(found_ids)
     path = Path(sample_submission)
@@ -92,25 +94,26 @@ def submission_order(found_ids: Sequence[str], sample_submission: str | Path | N
         sample = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(path, f"cannot read the sample submission ({' '.join(str(exc).split())})", fix) from None
-    if "tomo_id" not in sample.columns:
-        raise InputError(path, f"no 'tomo_id' column (columns: {', '.join(map(str, sample.columns))})", fix)
-    listed = [str(t) for t in sample["tomo_id"]]
+    if column not in sample.columns:
+        raise InputError(path, f"no {column!r} column (columns: {', '.join(map(str, sample.columns))})", fix)
+    listed = [str(t) for t in sample[column]]
     blank = [i + 2 for i, t in enumerate(listed) if not t.strip()]
     if blank:
-        logger.warning("%s: %d row(s) without a tomo_id are left out (line(s) %s)", path, len(blank),
+        logger.warning("%s: %d row(s) without a %s are left out (line(s) %s)", path, len(blank), column,
                        ", ".join(map(str, blank[:10])))
     listed = [t for t in listed if t.strip()]
     ids = list(dict.fromkeys(listed))
     if not ids:
-        raise InputError(path, "the sample submission lists no tomo_id", fix)
+        raise InputError(path, f"the sample submission lists no {column}", fix)
     dupes = sorted(t for t, n in Counter(listed).items() if n > 1)
     if dupes:
-        logger.warning("%s lists %d tomo_id(s) more than once; each is written once, in the order of its first "
-                       "row: %s", path, len(dupes), ", ".join(dupes[:10]) + (" ..." if len(dupes) > 10 else ""))
+        if column == "tomo_id":  # a particle submission lists an experiment once per pick
+            logger.warning("%s lists %d tomo_id(s) more than once; each is written once, in the order of its first "
+                           "row: %s", path, len(dupes), ", ".join(dupes[:10]) + (" ..." if len(dupes) > 10 else ""))
     missing = sorted(set(ids) - set(found_ids))
     extra = sorted(set(found_ids) - set(ids))
     if missing:
-        logger.warning("%d tomograms of %s were not in the input and get -1: %s", len(missing), path.name,
+        logger.warning("%d tomograms of %s were not in the input and %s: %s", len(missing), path.name, absent,
                        ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
     if extra:
         logger.warning("%d input tomograms are not in %s and are left out: %s", len(extra), path.name,

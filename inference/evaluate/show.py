@@ -20,7 +20,8 @@ COLOURS = ("#ff7f0e", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 AXES = ("z", "y", "x")
 
 
-def _matplotlib():
+def matplotlib_pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, or the one-line error naming what to install."""
     try:
         import matplotlib
 
@@ -50,7 +51,7 @@ def centre_point(tables: Mapping[str, pd.DataFrame], truth: np.ndarray, shape) -
 def render(volume: np.ndarray, spacing_A: float, tomo_id: str, tables: Mapping[str, pd.DataFrame],
            truth_zyx: np.ndarray | None, out: str | Path, *, slab_A: float = 100.0, near_A: float = 500.0) -> Path:
     """Write the three-panel PNG for one tomogram; ``tables`` hold only this tomogram's rows."""
-    plt = _matplotlib()
+    plt = matplotlib_pyplot()
     truth = np.zeros((0, 3)) if truth_zyx is None else np.asarray(truth_zyx, float).reshape(-1, 3)
     centre, why = centre_point(tables, truth, volume.shape)
     c = np.clip(np.round(centre).astype(int), 0, np.asarray(volume.shape) - 1)

@@ -59,20 +59,37 @@ def is_zarr(path: Path) -> bool:
 
 @dataclass
 class Listing:
-    """What :func:`scan_sources` found in an input folder."""
+    """What :func:`scan_sources` (or a copick project, :mod:`inference.io.input_listing`) found in an input.
+
+    ``names``: a source's tomo_id where it is not the source's own name (a copick run's tomogram is
+    ``.../<run>/VoxelSpacing10.000/denoised.zarr``, its tomo_id the run's name); ``unusable``: tomo_ids
+    that cannot run, with the source to name and the one-line problem (a copick run without the
+    tomogram type). Both, and ``duplicates``, fail their tomogram alone."""
 
     sources: list[Path] = field(default_factory=list)
     duplicates: dict[str, list[Path]] = field(default_factory=dict)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # str(source) -> tomo_id
+    unusable: dict[str, tuple[Path, str]] = field(default_factory=dict)  # tomo_id -> (where, problem)
+
+    def id_of(self, source) -> str:
+        """A source's tomo_id: its name in ``names``, else its own (:func:`tomo_id_of`)."""
+        return self.names.get(str(source)) or tomo_id_of(source)
 
     @property
     def ids(self) -> list[str]:
-        """Every tomo_id of the input: the usable sources' and the duplicated ones, sorted."""
-        return sorted([tomo_id_of(s) for s in self.sources] + list(self.duplicates))
+        """Every tomo_id of the input: the usable sources', the duplicated and the unusable ones, sorted."""
+        return sorted([self.id_of(s) for s in self.sources] + list(self.duplicates) + list(self.unusable))
 
     def duplicate_problem(self, tomo_id: str) -> str:
         names = " and ".join(p.name + ("/" if p.is_dir() else "") for p in self.duplicates[tomo_id])
         return f"{len(self.duplicates[tomo_id])} sources have the tomo_id {tomo_id!r} ({names})"
+
+    def failing(self) -> dict[str, tuple[Path, str]]:
+        """The tomo_ids that fail before any work: ``{tomo_id: (a source to name, the problem)}``."""
+        out = {t: (ps[0], self.duplicate_problem(t)) for t, ps in self.duplicates.items()}
+        out.update(self.unusable)
+        return out
 
 
 _DUPLICATE_FIX = "keep one of them (move the others out of the input folder)"

@@ -134,10 +134,11 @@ def windows(ctx: Ctx, value: Any, key: str) -> Windows:
                    pad=ctx.choice(data.get("pad", Windows.pad), f"{key}.pad", ("mean", "zero")))
 
 
-def stitch(ctx: Ctx, value: Any, key: str, stride: int) -> Stitch:
-    """``mean``/``max`` (the original string form) or ``{mode, space, grid_stride}``."""
+def stitch(ctx: Ctx, value: Any, key: str, stride: int, space: str = "prob") -> Stitch:
+    """``mean``/``max`` (the original string form) or ``{mode, space, grid_stride}``; ``space``: the default
+    space (``prob`` for motors, ``logit`` for particle members)."""
     if isinstance(value, str) or value is None:
-        return Stitch(mode=ctx.choice(value if value is not None else "mean", key, ("mean", "max")))
+        return Stitch(mode=ctx.choice(value if value is not None else "mean", key, ("mean", "max")), space=space)
     data = ctx.block(value, key, {"mode", "space", "grid_stride"})
     grid = data.get("grid_stride")
     if grid is not None:
@@ -146,7 +147,7 @@ def stitch(ctx: Ctx, value: Any, key: str, stride: int) -> Stitch:
             raise ctx.fail(f"{key}.grid_stride", f"{grid} does not divide the stride {stride}",
                            "the recipe upsamples stride-16 outputs x2: use 8 (or the stride itself)")
     return Stitch(mode=ctx.choice(data.get("mode", "mean"), f"{key}.mode", ("mean", "max")),
-                  space=ctx.choice(data.get("space", "prob"), f"{key}.space", ("prob", "logit")),
+                  space=ctx.choice(data.get("space", space), f"{key}.space", ("prob", "logit")),
                   grid_stride=grid)
 
 

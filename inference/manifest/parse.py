@@ -50,6 +50,10 @@ Schema (keys not listed here are errors; defaults in brackets)::
                                   # rescale: [members] | weights (avg conf); method wbf_iou
                                   # (ensemble_boxes, for comparison) adds box_A, iou_thr
 
+``task: particles`` (multi-class picking; the default task is ``motors``, the schema above) adds
+``classes``, a top-level ``decode``, ``ensemble`` and the members' ``outputs``: :mod:`inference.manifest.particles`
+(docs/PARTICLES.md).
+
 The recipe keys (resample ... slices, stitch as a mapping, nms_radius_A, rescale, keep_equal) are
 documented key by key against the 3rd-place code in docs/RECIPE.md. ``windows.placement: end`` and
 ``slices`` put windows off the output grid, so their outputs always go through the resized grid:
@@ -69,6 +73,7 @@ from inference.common.errors import InputError
 from inference.engines.registry import ENGINES
 from inference.io.spacing import SPACING_RANGE_A
 from inference.manifest import blocks
+from inference.manifest import particles as particle_blocks
 from inference.manifest.blocks import Ctx
 from inference.manifest.types import (
     Decode,
@@ -99,10 +104,14 @@ _MEMBER_KEYS = {
 }
 
 
-def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True) -> Member:
+def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True, classes=None, ensemble: str = "") -> Member:
+    """One member; ``classes`` (task particles): the manifest's classes, ``ensemble`` its ensemble."""
     key = f"members[{i}]"
     data = ctx.mapping(value, key)
-    ctx.check_keys(data, key, _MEMBER_KEYS, {"name", "kind", "model", "patch", "stride", "normalize"})
+    particles = classes is not None
+    allowed = _MEMBER_KEYS | (particle_blocks.MEMBER_KEYS if particles else set())
+    ctx.check_keys(data, key, allowed, {"name", "kind", "model", "patch", "stride", "normalize"}
+                   | ({"outputs"} if particles else set()))
     name = data["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ctx.fail(f"{key}.name", f"{name!r} must be letters, digits, '_', '.', '-'",
@@ -165,7 +174,10 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True) -> Member:
             if k2 in data:
                 raise ctx.fail(f"{key}.{k2}", "only 2d members take this key")
 
-    stitch = blocks.stitch(ctx, data.get("stitch"), f"{key}.stitch", stride)
+    stitch = blocks.stitch(ctx, data.get("stitch"), f"{key}.stitch", stride, space="logit" if particles else "prob")
+    if particles and stitch.space != "logit":
+        raise ctx.fail(f"{key}.stitch.space", "particle members are stitched and averaged as logits",
+                       "drop stitch.space, or set it to logit")
     windows = blocks.windows(ctx, data.get("windows"), f"{key}.windows")
     tta_merge = ctx.choice(data.get("tta_merge", "mean"), f"{key}.tta_merge", ("mean", "separate"))
     if tta_merge == "separate" and len(set(map(str, tta_raw))) != len(tta_raw):
@@ -180,12 +192,13 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True) -> Member:
         stride=stride,
         overlap=overlap,
         normalize=blocks.normalize(ctx, data["normalize"], f"{key}.normalize"),
-        activation=ctx.choice(data.get("activation", "sigmoid"), f"{key}.activation", ("sigmoid", "none")),
+        activation=ctx.choice(data.get("activation", "softmax" if particles else "sigmoid"), f"{key}.activation",
+                              particle_blocks.ACTIVATIONS if particles else ("sigmoid", "none")),
         tta=tuple(str(t) for t in tta_raw),
         weight=ctx.number(data.get("weight", 1.0), f"{key}.weight", lo=0.0, lo_open=True),
         stitch=stitch,
         batch_size=ctx.integer(data.get("batch_size", 2), f"{key}.batch_size"),
-        decode=blocks.decode(ctx, data.get("decode"), f"{key}.decode"),
+        decode=blocks.decode(ctx, None if particles else data.get("decode"), f"{key}.decode"),
         channels=channels,
         slice_spacing=slice_spacing,
         resample=blocks.resample(ctx, data.get("resample"), f"{key}.resample"),
@@ -195,6 +208,9 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True) -> Member:
         slices=slices,
         intensity=blocks.intensity(ctx, data.get("intensity"), f"{key}.intensity"),
         fp16=None if data.get("fp16") is None else ctx.boolean(data["fp16"], f"{key}.fp16"),
+        outputs=particle_blocks.outputs(ctx, data["outputs"], f"{key}.outputs", classes) if particles else (),
+        class_decode=(particle_blocks.decode(ctx, data["decode"], f"{key}.decode", classes)
+                      if particles and "decode" in data else ()),
     )
 
 
@@ -207,25 +223,35 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
     ctx = Ctx(Path(path))
     data = ctx.mapping(data, "(top level)", "pass --manifest with a weights_manifest.yaml (keys target_spacing, "
                                             "members, threshold)")
-    ctx.check_keys(data, "", {"target_spacing", "default_spacing", "members", "threshold", "fusion"},
-                   {"target_spacing", "members", "threshold"})
+    task = ctx.choice(data.get("task", "motors"), "task", ("motors", "particles"))
+    if task == "particles":
+        ctx.check_keys(data, "", particle_blocks.TOP_KEYS, {"target_spacing", "members", "classes"})
+        classes = particle_blocks.classes(ctx, data["classes"])
+        ensemble = data.get("ensemble", "heatmap")
+    else:
+        ctx.check_keys(data, "", {"task", "target_spacing", "default_spacing", "members", "threshold", "fusion"},
+                       {"target_spacing", "members", "threshold"})
+        classes, ensemble = None, ""
     members_raw = data["members"]
     if not isinstance(members_raw, list) or not members_raw:
         raise ctx.fail("members", "expected a non-empty list of members")
-    members = tuple(_member(ctx, m, i, check_files) for i, m in enumerate(members_raw))
+    members = tuple(_member(ctx, m, i, check_files, classes, ensemble) for i, m in enumerate(members_raw))
     names = [m.name for m in members]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ctx.fail("members", f"duplicate member name(s): {', '.join(dupes)}")
+    particles = particle_blocks.particles(ctx, data, classes, members) if classes is not None else None
     return Manifest(
         path=Path(path).resolve(),
         target_spacing=ctx.number(data["target_spacing"], "target_spacing", lo=SPACING_RANGE_A[0],
                                   hi=SPACING_RANGE_A[1]),
         members=members,
-        threshold=blocks.threshold(ctx, data["threshold"]),
+        threshold=blocks.threshold(ctx, data["threshold"]) if particles is None else None,
         default_spacing=ctx.number(data.get("default_spacing", 13.1), "default_spacing", lo=SPACING_RANGE_A[0],
                                    hi=SPACING_RANGE_A[1]),
-        fusion=blocks.fusion(ctx, data.get("fusion")),
+        fusion=blocks.fusion(ctx, data.get("fusion")) if particles is None else particle_blocks.fusion(ctx, data),
+        task=task,
+        particles=particles,
     )
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference.decode.particle_params import DecodeParams
+from inference.manifest.particle_classes import ParticleClass
+
 
 @dataclass(frozen=True)
 class Normalize:
@@ -141,6 +144,8 @@ class Member:
     slices: Slices | None = None  # 2d only; None: every slice a window centre
     intensity: Intensity | None = None  # None: the default for the normalisation (see intensity_rule)
     fp16: bool | None = None    # TensorRT may run it in fp16; None: the run's --fp16 decides
+    outputs: tuple[str, ...] = ()  # task particles: the model's output channels by name, in its order
+    class_decode: tuple[DecodeParams, ...] = ()  # task particles, ensemble points: one per manifest class
     transforms: tuple[Transform, ...] = field(init=False, repr=False, compare=False)  # ``tta`` parsed
 
     def __post_init__(self):
@@ -161,6 +166,11 @@ class Member:
     @property
     def spatial_axes(self) -> str:
         return "zyx" if self.kind == "3d" else "yx"
+
+    @property
+    def out_channels(self) -> int:
+        """The model's output channels: one heatmap (motors), or one per name in ``outputs`` (particles)."""
+        return len(self.outputs) or 1
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -196,17 +206,39 @@ class Fusion:
 
 
 @dataclass(frozen=True)
+class Particles:
+    """What ``task: particles`` adds: the ``classes`` (the submission's order), the task's decoder (one
+    :class:`~inference.decode.particle_params.DecodeParams` per class), how members combine (``heatmap``:
+    their stitched logits averaged on one grid, then the activation, then one decode; ``points``: each
+    member decoded, then per-class point WBF joining points closer than ``fusion_radius`` x the class radius),
+    and ``candidate_floor``: the probability down to which picks are kept as candidates (``tune``)."""
+
+    classes: tuple[ParticleClass, ...]
+    decode: tuple[DecodeParams, ...]
+    ensemble: str = "heatmap"
+    fusion_radius: float = 0.5
+    candidate_floor: float = 0.05
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A parsed ``weights_manifest.yaml``: the members, the spacing they run at (``target_spacing`` Å; a tomogram
     without one is read at ``default_spacing``), how their candidates are fused and the submission thresholded.
-    ``path`` is the file it came from (member paths are relative to it)."""
+    ``task``: ``motors`` (one point or none per tomogram) or ``particles`` (picks of several classes,
+    :class:`Particles`). ``path`` is the file it came from (member paths are relative to it)."""
 
     path: Path
     target_spacing: float
     members: tuple[Member, ...]
-    threshold: Threshold
+    threshold: Threshold | None  # motors; None for particles (each class has its threshold)
     default_spacing: float = 13.1
     fusion: Fusion = field(default_factory=Fusion)
+    task: str = "motors"  # motors | particles
+    particles: Particles | None = None  # task particles: its classes, decoder and ensemble
 
     def member(self, name: str) -> Member:
         for m in self.members:

@@ -123,3 +123,11 @@ def border_mask(heat, g: Geometry, tomo_shape, tomo_spacing: float, border_A: fl
         index[axis] = xp.asarray(bad)
         out[tuple(index)] = -xp.inf
     return out
+
+
+def cell_frame_A(g: Geometry, tomo_spacing: float) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """``(origin_A, cell_A)``: heatmap cell ``c`` on axis ``a`` has its centre at ``origin_A[a] + c * cell_A[a]`` Å
+    (voxel ``i`` of the tomogram at ``i * tomo_spacing``): :func:`cell_voxels`, which is linear in ``c``."""
+    first = cell_voxels(np.zeros((1, 3)), g, tomo_spacing)[0] * float(tomo_spacing)
+    second = cell_voxels(np.ones((1, 3)), g, tomo_spacing)[0] * float(tomo_spacing)
+    return tuple(float(v) for v in first), tuple(float(v) for v in second - first)

@@ -145,26 +145,37 @@ class MemberPredictor:
         """
         timer = timer or StageTimer()
         m = self.member
+        with timer.stage("stitch"):
+            per_tta = self._per_transform(prepared, timer, tta_limit)
+            if m.tta_merge == "separate":
+                heats = {name: self._after_stitch(h) for name, h in zip(m.input_names, per_tta)}
+            else:
+                heats = {m.name: self._after_stitch(_mean(per_tta))}
+        self._check_finite(heats)
+        return heats
+
+    def logits(self, prepared, timer: StageTimer | None = None, tta_limit: int | None = None):
+        """The stitched logits of a multi-channel member (task particles), averaged over its TTA transforms:
+        ``(channels, *cells)`` float32 in the order of ``member.outputs``, no activation (the ensemble applies
+        it). Not finite -> :class:`~inference.common.errors.ModelOutputError`, as :meth:`heatmaps`."""
+        timer = timer or StageTimer()
+        with timer.stage("stitch"):
+            logits = self.xp.ascontiguousarray(_mean(self._per_transform(prepared, timer, tta_limit)))
+        self._check_finite({self.member.name: logits})
+        return logits
+
+    def _per_transform(self, prepared, timer: StageTimer, tta_limit: int | None) -> list:
+        """One stitched map per TTA transform (the first ``tta_limit``), before any merge or activation."""
+        m = self.member
         vol = prepared.volume if isinstance(prepared, Prepared) else prepared
         pad_value = self._pad_value(prepared)
         transforms = self.transforms[:tta_limit] if tta_limit else self.transforms
         self._nan, self._values = 0, 0
-        with timer.stage("stitch"):
-            if self.geometry.grid is None:
-                per_tta = self._stitch_aligned(vol, transforms, pad_value, timer)
-            else:  # the 2d channel stack does not depend on the transform: built once
-                base = vol[None] if (m.kind == "3d" or m.slices is not None) else slice_stack(vol, m.channels,
-                                                                                             xp=self.xp)
-                per_tta = [self._stitch_grid(base, t, pad_value, timer) for t in transforms]
-            if m.tta_merge == "separate":
-                heats = {name: self._after_stitch(h) for name, h in zip(m.input_names, per_tta)}
-            else:
-                total = None
-                for heat in per_tta:
-                    total = heat if total is None else total + heat
-                heats = {m.name: self._after_stitch(total / float(len(per_tta)))}
-        self._check_finite(heats)
-        return heats
+        if self.geometry.grid is None:
+            return self._stitch_aligned(vol, transforms, pad_value, timer)
+        # the 2d channel stack does not depend on the transform: built once
+        base = vol[None] if (m.kind == "3d" or m.slices is not None) else slice_stack(vol, m.channels, xp=self.xp)
+        return [self._stitch_grid(base, t, pad_value, timer) for t in transforms]
 
     def heatmap(self, prepared, timer: StageTimer | None = None, tta_limit: int | None = None):
         """The one heatmap of a member with ``tta_merge: mean`` (see :meth:`heatmaps`)."""
@@ -290,7 +301,7 @@ class MemberPredictor:
         shape = tuple(vol.shape)
         grid = tuple(math.ceil(n / s) * s for n, s in zip(shape, g.strides))
         base = pad_end(vol, grid, pad_value, xp=xp)
-        keep = tuple(slice(0, math.ceil(n / s)) for n, s in zip(shape, g.strides))
+        keep = (Ellipsis,) + tuple(slice(0, math.ceil(n / s)) for n, s in zip(shape, g.strides))
         if m.kind == "3d":
             return [heat[keep] for heat in self._stitch_views(base[None], transforms, pad_value, timer)]
         # 2d: the channel stack triples the volume; built per chunk of slices (one slice's windows never
@@ -303,7 +314,7 @@ class MemberPredictor:
             for k, heat in enumerate(self._stitch_views(stack, transforms, pad_value, timer)):
                 parts[k].append(heat)
             del stack
-        return [xp.concatenate(p, axis=0)[keep] for p in parts]
+        return [xp.concatenate(p, axis=-3)[keep] for p in parts]  # along z (after the channels, if any)
 
     def _stitch_views(self, base, transforms, pad_value: float, timer: StageTimer) -> list:
         """One stitched heatmap per transform of ``base`` (C, Z, Y, X), cell-aligned."""
@@ -312,12 +323,13 @@ class MemberPredictor:
         for t in transforms:
             if m.tta_scope == "window":
                 heat = sliding_window(base, self._window_predictor(t, timer), g.patch, g.strides, g.overlap,
-                                      batch_size=m.batch_size, mode=m.stitch.mode, pad_value=pad_value, xp=xp)
+                                      batch_size=m.batch_size, mode=m.stitch.mode, pad_value=pad_value,
+                                      channels=m.out_channels, xp=xp)
             else:
                 perm3 = self._perm3(t)
                 heat = sliding_window(apply(base, t), self._window_predictor(None, timer), g.patch,
                                       _pick(g.strides, perm3), _pick(g.overlap, perm3), batch_size=m.batch_size,
-                                      mode=m.stitch.mode, pad_value=pad_value, xp=xp)
+                                      mode=m.stitch.mode, pad_value=pad_value, channels=m.out_channels, xp=xp)
                 heat = invert(heat, t)
             out.append(heat)
         return out
@@ -335,8 +347,16 @@ class MemberPredictor:
             view, self._window_predictor(None if volume_scope else t, timer), patch, starts, cells,
             tuple(p // s for p, s in zip(patch, strides)), resize_axes=(0, 1, 2) if m.kind == "3d" else (1, 2),
             batch_size=m.batch_size, mode=m.stitch.mode, pad_value=pad_value, empty=-math.inf,
-            broadcast_z=m.kind == "2d", xp=xp)
+            broadcast_z=m.kind == "2d", channels=m.out_channels, xp=xp)
         return invert(heat, t) if volume_scope else heat
+
+
+def _mean(maps: list):
+    """The mean of per-transform maps (summed in order, then divided: one transform's map as it is)."""
+    total = None
+    for heat in maps:
+        total = heat if total is None else total + heat
+    return total / float(len(maps))
 
 
 def _pick(values, perm):

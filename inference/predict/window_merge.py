@@ -132,6 +132,26 @@ class GridMerger:
         return xp.ascontiguousarray(xp.where(covered, heat, self.empty).astype(xp.float32))
 
 
+class ChannelMergers:
+    """One merger per output channel of a multi-channel model: :meth:`add` gives channel ``c`` of
+    ``(N, C, *cells)`` to the ``c``-th merger, :meth:`result` stacks theirs into ``(C, *cells)``."""
+
+    def __init__(self, mergers: Sequence, xp=np):
+        self.mergers, self.xp = list(mergers), xp
+
+    @classmethod
+    def of(cls, make, channels: int, xp=np):
+        """``make()`` itself for one channel (the heatmap of a motor member, unchanged), else one per channel."""
+        return make() if channels == 1 else cls([make() for _ in range(channels)], xp)
+
+    def add(self, starts: Sequence[Sequence[int]], outs) -> None:
+        for c, merger in enumerate(self.mergers):
+            merger.add(starts, self.xp.ascontiguousarray(outs[:, c]))
+
+    def result(self):
+        return self.xp.stack([merger.result() for merger in self.mergers])
+
+
 # --------------------------------------------------------------------------- the recipe's grid
 
 

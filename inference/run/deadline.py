@@ -9,6 +9,9 @@ Degradation order (the ladder, :func:`ladder`), each level keeping everything th
    while two or more remain;
 last. the single fastest member (by measured seconds per transform), one transform.
 
+Task particles: a member is dropped only while the others still output every class, and the last level
+is the fastest member that outputs them all (none: no such level), so no class loses its picks.
+
 Projection: the guard learns, from finished tomograms, each member's seconds per TTA transform
 and a calibration factor (observed wall time per tomogram x parallel workers over the modelled
 time, which absorbs reading, resampling and overlap). At every dispatch it picks the lowest level
@@ -39,16 +42,24 @@ def ladder(manifest: Manifest, seconds_per_tta: dict[str, float] | None = None) 
     plans = [Plan(active=None, tta_limit=None, level=0)]
     if any(len(m.tta) > 1 for m in members):
         plans.append(Plan(active=names, tta_limit=1))
+    classes = set(manifest.particles.names) if manifest.particles is not None else set()
+
+    def covers(group) -> bool:  # every class still output (always, for motors)
+        return classes <= {n for m in group for n in m.outputs}
+
     keep = list(members)
     while len(keep) > 2:
         # lowest weight first; among equal weights the later one in the manifest
-        drop = min(reversed(keep), key=lambda m: m.weight)
-        keep.remove(drop)
+        droppable = [m for m in reversed(keep) if covers([k for k in keep if k is not m])]
+        if not droppable:
+            break
+        keep.remove(min(droppable, key=lambda m: m.weight))
         plans.append(Plan(active=tuple(m.name for m in keep), tta_limit=1))
-    if len(members) > 1:
+    alone = [m for m in members if covers([m])]
+    if len(members) > 1 and alone:
         speed = seconds_per_tta or {}
         order = {m.name: i for i, m in enumerate(members)}
-        fastest = min(members, key=lambda m: (speed.get(m.name, float("inf")), -order[m.name]))
+        fastest = min(alone, key=lambda m: (speed.get(m.name, float("inf")), -order[m.name]))
         plans.append(Plan(active=(fastest.name,), tta_limit=1))
     return [Plan(active=p.active, tta_limit=p.tta_limit, level=i) for i, p in enumerate(plans)]
 

@@ -82,10 +82,11 @@ def check_output(output: Path, sources: list[Path], manifest, tables: list[Path]
 
 
 def check_inputs(sources: list[Path], manifest, table: dict[str, float] | None, default: float,
-                 memory: int | None = None, on_gpu: bool = False) -> None:
-    """The checks of the module docstring over every source; InputError for the first that fails."""
+                 memory: int | None = None, on_gpu: bool = False, ids: list[str] | None = None) -> None:
+    """The checks of the module docstring over every source; InputError for the first that fails. ``ids``:
+    the sources' tomo_ids when not their own names (a copick run's)."""
     memory = machine_memory() if memory is None else memory
-    ids = [tomo_id_of(s) for s in sources]
+    ids = ids if ids is not None else [tomo_id_of(s) for s in sources]
     if table is not None:
         missing = [t for t in ids if t not in table]
         if missing:

@@ -32,7 +32,9 @@ FORMAT = 1  # of a result file (the run record has its own, workdir.FORMAT)
 @dataclass
 class TomoResult:
     """What one tomogram produced: every fusion input's candidates (a member, or ``<member>@<tta>``
-    with separate TTAs), the fused points, timings (``member_seconds`` per member)."""
+    with separate TTAs), the fused points, timings (``member_seconds`` per member). Task particles:
+    ``picks`` per class (at the class's threshold) and ``candidates`` per class (down to the manifest's
+    ``candidate_floor``) instead. Points are ORIGINAL voxel indices with a conf."""
 
     tomo_id: str
     status: str  # "ok" | "failed"
@@ -48,6 +50,8 @@ class TomoResult:
     degrade: int = 0  # deadline guard level this tomogram ran at (0: full ensemble)
     key: str | None = None        # the key of the inputs it was computed from (workdir.result_key)
     intensity: str | None = None  # how a volume that is not 8-bit was mapped to 0..255
+    picks: dict[str, list[list[float]]] = field(default_factory=dict)       # class -> [[z, y, x, conf], ...]
+    candidates: dict[str, list[list[float]]] = field(default_factory=dict)  # class -> the same, down to the floor
 
     @staticmethod
     def points(zyx: np.ndarray, conf: np.ndarray) -> list[list[float]]:
@@ -83,6 +87,10 @@ def _points_ok(v) -> bool:
     return isinstance(v, list) and all(isinstance(p, list) and len(p) == 4 and all(map(_num, p)) for p in v)
 
 
+def _named_points_ok(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and _points_ok(p) for k, p in v.items())
+
+
 def _problem(d: dict) -> str | None:
     """What makes ``d`` not a TomoResult's fields, or None."""
     if not isinstance(d.get("tomo_id"), str) or not d["tomo_id"]:
@@ -96,7 +104,9 @@ def _problem(d: dict) -> str | None:
         "spacing": lambda v: v is None or (_num(v) and v > 0),
         "spacing_source": lambda v: v is None or isinstance(v, str),
         "shape": lambda v: v is None or (isinstance(v, list) and all(isinstance(n, int) for n in v)),
-        "members": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _points_ok(p) for k, p in v.items()),
+        "members": _named_points_ok,
+        "picks": _named_points_ok,
+        "candidates": _named_points_ok,
         "fused": _points_ok,
         "seconds": lambda v: isinstance(v, dict) and all(map(_num, v.values())),
         "member_seconds": lambda v: isinstance(v, dict) and all(map(_num, v.values())),

@@ -48,14 +48,16 @@ from inference.common.timing import StageTimer
 from inference.engines import gpus
 from inference.engines.base import EngineOptions
 from inference.ensemble.candidates import candidates_frame
+from inference.ensemble.particle_submission import ParticleDecision, particle_submission, picks_table
 from inference.ensemble.submission import Decision, best_per_tomogram, decide, submission_order
-from inference.io.sources import scan_sources, tomo_id_of
+from inference.io.input_listing import list_input
 from inference.io.spacing import check_spacing, load_spacing_table
 from inference.manifest.types import Manifest
 from inference.run import preflight, workdir
 from inference.run.backends import registry
 from inference.run.plan import FULL, Plan
 from inference.run.results import ResultStore, TomoResult
+from inference.run.tomogram import finest_target
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ class PredictConfig:
     copick_out: Path | None = None         # also write fused points as copick picks here (inference.run.copick_out)
     copick_object: str = "flagellar-motor"
     copick_user: str = "motorfinder"
+    tomo_type: str = "denoised"            # a copick input's tomogram type (<run>/VoxelSpacing<s>/<tomo_type>.zarr)
 
 
 @dataclass
@@ -114,6 +117,7 @@ class PredictResult:
     timer: StageTimer
     n_tomograms: int
     results: dict[str, TomoResult] = field(default_factory=dict)
+    picks: pd.DataFrame | None = None  # task particles: every candidate pick (experiment,particle_type,x,y,z,conf)
 
 
 def work_dir_of(cfg: PredictConfig) -> Path:
@@ -130,10 +134,11 @@ class Run:
 
     def __init__(self, cfg: PredictConfig):
         self.cfg = cfg
-        found = scan_sources(cfg.input_dir)
+        found = list_input(cfg.input_dir, tomo_type=cfg.tomo_type, target_A=finest_target(cfg.manifest))
+        failing = found.failing()
         self.ids = found.ids
-        by_id = {tomo_id_of(s): s for s in found.sources}
-        self.sources = [by_id[t] if t in by_id else found.duplicates[t][0] for t in self.ids]
+        by_id = {found.id_of(s): s for s in found.sources}
+        self.sources = [by_id[t] if t in by_id else failing[t][0] for t in self.ids]
         self._source_of = dict(zip(self.ids, self.sources))
         default = cfg.default_spacing if cfg.default_spacing is not None else cfg.manifest.default_spacing
         check_spacing(default, "--default-spacing" if cfg.default_spacing is not None else "default_spacing",
@@ -143,8 +148,11 @@ class Run:
         preflight.check_output(cfg.output, found.sources, cfg.manifest,
                                [p for p in (cfg.spacing_csv, cfg.sample_submission) if p is not None])
         preflight.check_inputs(found.sources, cfg.manifest, table, default,
-                               on_gpu=bool(cfg.devices) or cfg.engine.device == "cuda")
-        self.order = submission_order(self.ids, cfg.sample_submission)
+                               on_gpu=bool(cfg.devices) or cfg.engine.device == "cuda",
+                               ids=[found.id_of(s) for s in found.sources])
+        particles = cfg.manifest.task == "particles"
+        self.order = submission_order(self.ids, cfg.sample_submission, *(("experiment", "get no row") if particles
+                                                                          else ()))
         options = {"decoder": cfg.decoder, "fp16": cfg.engine.fp16}
         if cfg.zarr_level != 0:  # another OME-Zarr level gives other results (the backend does not)
             options["zarr_level"] = cfg.zarr_level
@@ -154,11 +162,11 @@ class Run:
         try:
             self._keys: dict[str, str] = {}
             self.results: dict[str, TomoResult] = self.store.load(self.ids, self.key_of)
-            for t in found.duplicates:  # not stored: a rerun after the fix runs it
-                self.results[t] = TomoResult.failed(t, found.duplicate_problem(t))
+            for t, (_, problem) in failing.items():  # not stored: a rerun after the fix runs it
+                self.results[t] = TomoResult.failed(t, problem)
             self.observers: list[Callable[[TomoResult], None]] = []
             self._last_write = 0.0
-            self._report_resume(len(found.duplicates))
+            self._report_resume(len(failing))
             self.write_submission()  # a valid submission exists from the first second (unreached: -1)
         except BaseException:
             self.close()
@@ -194,10 +202,16 @@ class Run:
         if time.monotonic() - self._last_write >= self.cfg.write_every_s:
             self.write_submission()
 
-    def write_submission(self) -> Decision:
-        """The submission from what is done so far (unreached tomograms: -1); atomic."""
-        fused = _table({t: r.fused for t, r in self.results.items() if r.status == "ok"}, self.results)
-        decision = decide(best_per_tomogram(fused, self.order), self.cfg.manifest.threshold)
+    def write_submission(self) -> Decision | ParticleDecision:
+        """The submission from what is done so far (unreached tomograms: -1; particles: no row); atomic."""
+        ok = {t: r for t, r in self.results.items() if r.status == "ok"}
+        task = self.cfg.manifest.particles
+        if task is not None:
+            decision = particle_submission({t: r.picks for t, r in ok.items()}, {t: r.spacing for t, r in ok.items()},
+                                           task.classes, self.order)
+        else:
+            decision = decide(best_per_tomogram(_table({t: r.fused for t, r in ok.items()}, self.results), self.order),
+                              self.cfg.manifest.threshold)
         write_csv_atomic(decision.submission, self.cfg.output)
         self._last_write = time.monotonic()
         return decision
@@ -288,21 +302,31 @@ def _set_workers(guard):
 def finish_run(run: Run) -> PredictResult:
     cfg, results = run.cfg, run.results
     ok = {t: r for t, r in results.items() if r.status == "ok"}
-    names = [n for n, _ in cfg.manifest.inputs]  # members, or <member>@<tta> for separate TTAs
+    # members, or <member>@<tta> for separate TTAs (particles: picks per class instead, below)
+    names = [n for n, _ in cfg.manifest.inputs] if cfg.manifest.task == "motors" else []
     tables = {n: _table({t: r.members[n] for t, r in ok.items() if n in r.members}, results) for n in names}
     fused = _table({t: r.fused for t, r in ok.items()}, results)
     decision = run.write_submission()
+    task = cfg.manifest.particles
+    picks = None
+    if task is not None:
+        picks = picks_table({t: r.candidates for t, r in ok.items()}, {t: r.spacing for t, r in ok.items()},
+                            task.classes, run.order)
     if cfg.candidates_dir is not None:
+        if task is not None:
+            write_csv_atomic(picks, Path(cfg.candidates_dir) / "candidates.csv")
         for name, df in tables.items():
             write_csv_atomic(df, Path(cfg.candidates_dir) / f"{name}.csv")
-        if len(names) > 1:
+        if len(names) > 1 and task is None:
             write_csv_atomic(fused, Path(cfg.candidates_dir) / "fused.csv")
     if cfg.copick_out is not None:
         from inference.run.copick_out import write_copick
 
-        n = write_copick(cfg.copick_out, results, object_name=cfg.copick_object, user_id=cfg.copick_user)
+        n = write_copick(cfg.copick_out, results, object_name=cfg.copick_object, user_id=cfg.copick_user,
+                         classes=task.classes if task is not None else None)
         logger.info("copick picks of %d tomogram(s) in %s", n, cfg.copick_out)
     failures = {t: r.error or "failed" for t, r in results.items() if r.status != "ok"}
+    absent = "have no picks" if task is not None else "were written as -1"
     unreached = [t for t in run.ids if t not in results]
     timer = StageTimer()
     for r in results.values():
@@ -314,12 +338,17 @@ def finish_run(run: Run) -> PredictResult:
     if mapped:
         logger.info("intensity: %d tomogram(s) were not 8-bit and were mapped to 0..255 (manifest key intensity): %s",
                     len(mapped), name_list(mapped))
-    logger.info("%s (%s)", decision.describe(), cfg.manifest.threshold.describe())
+    if task is None:
+        logger.info("%s (%s)", decision.describe(), cfg.manifest.threshold.describe())
+    else:
+        logger.info("%s (thresholds per class: %s)", decision.describe(),
+                    ", ".join(f"{c.name} {c.threshold:g}" for c in task.classes))
     if failures:
-        logger.warning("%d tomogram(s) failed and were written as -1: %s", len(failures),
+        logger.warning("%d tomogram(s) failed and %s: %s", len(failures), absent,
                        "; ".join(f"{t}: {e}" for t, e in sorted(failures.items())[:5]))
     if unreached:
-        logger.warning("%d tomogram(s) were not reached and were written as -1", len(unreached))
+        logger.warning("%d tomogram(s) were not reached and %s", len(unreached), absent)
     logger.info("stage times (summed over tomograms; loading overlaps the engines): %s", timer.summary())
     return PredictResult(submission=decision.submission, decision=decision, member_candidates=tables, fused=fused,
-                         failures=failures, timer=timer, n_tomograms=len(run.ids), results=dict(results))
+                         failures=failures, timer=timer, n_tomograms=len(run.ids), results=dict(results),
+                         picks=picks)

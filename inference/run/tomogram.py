@@ -11,12 +11,10 @@ backend's error).
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -25,12 +23,14 @@ from inference.common.timing import StageTimer
 from inference.engines.base import EngineOptions, InputHint
 from inference.engines.registry import load_engine
 from inference.ensemble.fusion import fuse_members
+from inference.ensemble.particle_ensemble import ClassMaps, heatmap_picks, points_picks
 from inference.io import intensity, readers
 from inference.io.listing_file import as_source
 from inference.io.omezarr import LevelMap
 from inference.io.sources import tomo_id_of
 from inference.io.spacing import resolve_spacing
 from inference.manifest.types import Manifest
+from inference.predict.geometry import cell_frame_A
 from inference.predict.predictor import MemberPredictor
 from inference.run.device_handoff import DeviceHandoff, free_pool
 from inference.run.model_check import check_engine
@@ -58,7 +58,7 @@ class Context:
         return self.predictors[0].xp if self.predictors else np
 
     def handoff(self) -> DeviceHandoff:
-        """A hand-off for one loading thread (its own stream on a GPU): :func:`prefetched`."""
+        """A hand-off for one loading thread (its own stream on a GPU): :func:`inference.run.prefetch.prefetched`."""
         return DeviceHandoff(self.xp)
 
     @property
@@ -146,11 +146,12 @@ class Loaded:
         return self.resampled[self.keys[p.member.name]]
 
 
-def load(source: Path, ctx: Context, plan: Plan = FULL) -> Loaded:
+def load(source: Path, ctx: Context, plan: Plan = FULL, tomo_id: str | None = None) -> Loaded:
     """Read one source, resolve its spacing, resample it once per distinct member geometry (and, for a
-    volume that is not 8-bit, per intensity rule: :mod:`inference.io.intensity`, logged)."""
+    volume that is not 8-bit, per intensity rule: :mod:`inference.io.intensity`, logged). ``tomo_id``: the
+    name the run knows it by (a copick run's name); by default the source's own (:func:`tomo_id_of`)."""
     timer = StageTimer()
-    tomo_id = tomo_id_of(source)
+    tomo_id = tomo_id or tomo_id_of(source)
     table = ctx.spacing_table or {}
     with timer.stage("read"):
         vol = readers.read_volume(source, decoder=ctx.decoder, threads=ctx.read_threads, zarr_level=ctx.zarr_level,
@@ -203,7 +204,10 @@ def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
 
     ``TomoResult.members`` holds one list per fusion input (a member, or ``<member>@<tta>`` for
     separate TTAs); ``member_seconds`` the time of each member (all its transforms and decodes).
+    Task particles: :func:`run_particles`.
     """
+    if ctx.manifest.task == "particles":
+        return run_particles(loaded, ctx, plan)
     timer = loaded.timer
     members: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     member_seconds = {}
@@ -230,91 +234,86 @@ def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
     )
 
 
+def run_particles(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
+    """Task particles: each member's TTA-averaged logits on its grid, then the manifest's ensemble
+    (:mod:`inference.ensemble.particle_ensemble`) decoded at the classes' thresholds (``picks``) and at the
+    candidate floor (``candidates``), in ORIGINAL voxel indices."""
+    timer, task = loaded.timer, ctx.manifest.particles
+    maps, member_seconds = [], {}
+    for p in _active(ctx, plan):
+        t0 = time.perf_counter()
+        logits = p.logits(p.prepare(loaded.volume_for(p), timer), timer, tta_limit=plan.tta_limit)
+        origin_A, cell_A = cell_frame_A(p.geometry, loaded.spacing)
+        maps.append(ClassMaps(logits=logits, channels=p.member.outputs, origin_A=origin_A, cell_A=cell_A,
+                              weight=p.member.weight, activation=p.member.activation, decode=p.member.class_decode))
+        member_seconds[p.member.name] = time.perf_counter() - t0
+    with timer.stage("decode"):
+        picks, candidates = (_particle_picks(maps, ctx, floor) for floor in (False, True))
+    del maps
+    free_pool(ctx.xp)
+    spacing, shape, lm = loaded.spacing, loaded.shape, loaded.level_map
+
+    def voxels(found: dict) -> dict:
+        out = {}
+        for name in task.names:
+            zyx_A, conf = found.get(name, (np.zeros((0, 3)), np.zeros(0)))
+            zyx = np.asarray(zyx_A, dtype=np.float64).reshape(-1, 3) / spacing
+            out[name] = TomoResult.points(lm.to_base(zyx) if lm is not None else zyx, conf)
+        return out
+
+    if lm is not None:  # an OME-Zarr level > 0: level-0 voxel indices and spacing
+        spacing_out, shape = loaded.base_spacing, lm.base_shape
+    else:
+        spacing_out = spacing
+    return TomoResult(
+        tomo_id=loaded.tomo_id, status="ok", spacing=spacing_out, spacing_source=loaded.spacing_source,
+        shape=list(shape), picks=voxels(picks), candidates=voxels(candidates), seconds=dict(timer.totals),
+        member_seconds=member_seconds, degrade=plan.level, intensity=loaded.intensity)
+
+
+def _particle_picks(maps: list[ClassMaps], ctx: Context, floor: bool) -> dict:
+    """The manifest's particle ensemble on the members' maps: ``{class: (zyx_A, conf)}`` (``floor``: candidates)."""
+    m = ctx.manifest
+    if m.particles.ensemble == "heatmap":
+        return heatmap_picks(maps, m.particles, floor=floor, xp=ctx.xp)
+    return points_picks(maps, m.particles, m.fusion, floor=floor, xp=ctx.xp)
+
+
 def load_task(task, ctx: Context) -> Loaded:
-    """:func:`load` for a task (an :class:`inference.run.backends.ledger.Task`: its source and plan)."""
-    return load(as_source(task.source), ctx, task.plan or FULL)
+    """:func:`load` for a task (an :class:`inference.run.backends.ledger.Task`: its source, id and plan)."""
+    return load(as_source(task.source), ctx, task.plan or FULL, task.tomo_id)
 
 
 def run_task(task, loaded: Loaded | None, error: BaseException | None, ctx: Context) -> TomoResult:
     """The result of ``task`` once its load gave ``loaded`` or raised ``error``: :func:`run_loaded` on it,
     or the failure (logged in one line, :func:`failure`) of the load or of the run; ``attempts`` counted
     from the task's. One bad tomogram never stops the caller."""
-    tomo_id = tomo_id_of(task.source)
+    tomo_id = task.tomo_id or tomo_id_of(task.source)
     if error is not None:
-        result = failure(tomo_id, error, task.source)
+        result = failure(tomo_id, error, task.source, outcome_of(ctx.manifest))
     else:
         try:
             result = run_loaded(loaded, ctx, task.plan or FULL)
         except Exception as exc:  # one bad tomogram must not stop the caller: its failure, written as -1
-            result = failure(tomo_id, exc, task.source)
+            result = failure(tomo_id, exc, task.source, outcome_of(ctx.manifest))
     result.attempts = task.attempt + 1
     return result
 
 
-def failure(tomo_id: str, exc: BaseException, source: str | Path | None = None) -> TomoResult:
-    """A failed tomogram: logged here in one line (the traceback at DEBUG, ``-v``), written as -1 by the runner."""
+def outcome_of(manifest: Manifest) -> str:
+    """What the submission gives a tomogram without a result: ``-1`` (motors) or no row (particles)."""
+    return "gets no picks" if manifest.task == "particles" else "is written as -1"
+
+
+def failure(tomo_id: str, exc: BaseException, source: str | Path | None = None,
+            outcome: str = "is written as -1") -> TomoResult:
+    """A failed tomogram: logged here in one line (the traceback at DEBUG, ``-v``), written as -1 by the runner
+    (``outcome``: what the submission gives it; a particle run's experiment gets no picks)."""
     text = one_line(exc)
     if isinstance(exc, InputError):
-        logger.error("tomogram %s is written as -1: %s", tomo_id, text)
+        logger.error("tomogram %s %s: %s", tomo_id, outcome, text)
     else:
         where = f" ({source})" if source is not None else ""
-        logger.error("tomogram %s%s failed and is written as -1: %s", tomo_id, where, text)
+        logger.error("tomogram %s%s failed and %s: %s", tomo_id, where, outcome, text)
     logger.debug("tomogram %s: the traceback", tomo_id, exc_info=exc)
     return TomoResult.failed(tomo_id, text)
-
-
-SENTINEL = object()
-
-
-@dataclass(frozen=True)
-class _Raise:
-    exc: BaseException
-
-
-def prefetched(items: Iterable, load_fn: Callable, depth: int = 1,
-               handoff: DeviceHandoff | None = None) -> Iterator[tuple[object, object, BaseException | None]]:
-    """Yield ``(item, load_fn(item) or None, error or None)`` with up to ``depth`` items loaded ahead
-    in a background thread, so loading (decode, resample) overlaps the consumer's work.
-
-    Memory stays bounded: at most ``depth`` loaded items wait besides the one being consumed. With a
-    ``handoff`` (a GPU context's :meth:`Context.handoff`) the loads run on its stream and the consumer's
-    stream waits for each before it is yielded.
-    """
-    handoff = handoff or DeviceHandoff(np)
-    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def producer():
-        try:
-            for item in items:
-                if stop.is_set():
-                    break
-                try:
-                    q.put((item, *handoff.produce(load_fn, item), None))
-                except Exception as exc:  # handed to the consumer, which records the tomogram as failed
-                    q.put((item, None, None, exc))
-        except BaseException as exc:  # the item source itself failed (or was interrupted): re-raised below
-            q.put(_Raise(exc))
-        finally:
-            q.put(SENTINEL)
-
-    thread = threading.Thread(target=producer, name="prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            got = q.get()
-            if got is SENTINEL:
-                break
-            if isinstance(got, _Raise):
-                raise got.exc
-            item, value, event, error = got
-            handoff.consume(event)
-            yield item, value, error
-    finally:
-        stop.set()
-        # unblock a producer waiting on a full queue, then let it finish
-        while thread.is_alive():
-            try:
-                q.get(timeout=0.05)
-            except queue.Empty:
-                pass

@@ -41,7 +41,8 @@ class DetectorParams:
     bias: float = 0.505           # response at conf 0.5 (best F2 on a synthetic train split, seed 7)
 
 
-def _gauss_taps(sigma: float) -> np.ndarray:
+def gauss_taps(sigma: float) -> np.ndarray:
+    """Normalised 1D Gaussian taps of ``sigma`` (samples), radius ``ceil(2.5 sigma)`` (at least 1)."""
     r = max(1, int(math.ceil(2.5 * sigma)))
     x = np.arange(-r, r + 1, dtype=np.float64)
     g = np.exp(-0.5 * (x / sigma) ** 2)
@@ -55,7 +56,8 @@ def _io(ndim: int, channels: int, stride: int):
     return inp, out
 
 
-def _model(nodes, inits, inp, out, name: str, metadata: dict[str, str]) -> onnx.ModelProto:
+def make_model(nodes, inits, inp, out, name: str, metadata: dict[str, str]) -> onnx.ModelProto:
+    """A checked ONNX model (opset :data:`OPSET`, IR <= 8) of one graph, ``metadata`` as metadata_props."""
     graph = helper.make_graph(nodes, name, [inp], [out], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="motorfinder")
     model.ir_version = min(model.ir_version, 8)
@@ -70,33 +72,43 @@ def avgpool_model(stride: int = 16, ndim: int = 3) -> onnx.ModelProto:
     """``(N,1,*S) -> (N,1,*S/stride)`` average pool: receptive field == stride."""
     inp, out = _io(ndim, 1, stride)
     node = helper.make_node("AveragePool", ["input"], ["heatmap"], kernel_shape=[stride] * ndim, strides=[stride] * ndim)
-    return _model([node], [], inp, out, "avgpool", {"arch": "avgpool", "stride": str(stride)})
+    return make_model([node], [], inp, out, "avgpool", {"arch": "avgpool", "stride": str(stride)})
+
+
+def gaussian_blur_nodes(ndim: int, x: str, sigma: float, prefix: str):
+    """A separable Gaussian blur (:func:`gauss_taps`) of tensor ``x`` (N,1,...): returns nodes, inits and
+    the name of the blurred tensor (all names start with ``prefix``).
+
+    Each 1D blur reflect-pads its axis first (a zero pad would make every window border look like
+    the edge of a dark region and fire a detector there).
+    """
+    nodes, inits = [], []
+    taps = gauss_taps(sigma)
+    r = len(taps) // 2
+    cur = x
+    for axis in range(ndim):
+        shape = [1, 1] + [1] * ndim
+        shape[2 + axis] = len(taps)
+        wname, pname = f"{prefix}w{axis}", f"{prefix}pads{axis}"
+        inits.append(numpy_helper.from_array(taps.reshape(shape), wname))
+        pads = np.zeros(2 * (ndim + 2), np.int64)
+        pads[2 + axis] = pads[ndim + 2 + 2 + axis] = r
+        inits.append(numpy_helper.from_array(pads, pname))
+        padded, nxt = f"{prefix}p{axis}", f"{prefix}{axis}"
+        nodes.append(helper.make_node("Pad", [cur, pname], [padded], mode="reflect"))
+        nodes.append(helper.make_node("Conv", [padded, wname], [nxt]))
+        cur = nxt
+    return nodes, inits, cur
 
 
 def _dog_nodes(ndim: int, x: str, sigmas_cells: tuple[float, float], prefix: str):
-    """Separable Gaussian blurs at two sigmas of tensor ``x`` (N,1,...): returns nodes, inits, name of G1-G2.
-
-    Each 1D blur reflect-pads its axis first (a zero pad would make every window border look like
-    the edge of a dark region and fire the detector there).
-    """
+    """Gaussian blurs at two sigmas of tensor ``x`` (N,1,...): returns nodes, inits, name of G1-G2."""
     nodes, inits, outs = [], [], []
     for k, sigma in enumerate(sigmas_cells):
-        taps = _gauss_taps(sigma)
-        r = len(taps) // 2
-        cur = x
-        for axis in range(ndim):
-            shape = [1, 1] + [1] * ndim
-            shape[2 + axis] = len(taps)
-            wname, pname = f"{prefix}g{k}_w{axis}", f"{prefix}g{k}_pads{axis}"
-            inits.append(numpy_helper.from_array(taps.reshape(shape), wname))
-            pads = np.zeros(2 * (ndim + 2), np.int64)
-            pads[2 + axis] = pads[ndim + 2 + 2 + axis] = r
-            inits.append(numpy_helper.from_array(pads, pname))
-            padded, nxt = f"{prefix}g{k}_p{axis}", f"{prefix}g{k}_{axis}"
-            nodes.append(helper.make_node("Pad", [cur, pname], [padded], mode="reflect"))
-            nodes.append(helper.make_node("Conv", [padded, wname], [nxt]))
-            cur = nxt
-        outs.append(cur)
+        n, i, out = gaussian_blur_nodes(ndim, x, sigma, f"{prefix}g{k}_")
+        nodes += n
+        inits += i
+        outs.append(out)
     diff = f"{prefix}dog"
     nodes.append(helper.make_node("Sub", outs, [diff]))
     return nodes, inits, diff
@@ -146,7 +158,7 @@ def detector_model(kind: str = "3d", params: DetectorParams | None = None, chann
     ]
     meta = {"arch": f"demo_dog_{kind}", "kind": kind, "stride": str(stride), "spacing": str(params.target_spacing),
             "normalize": "zscore", "activation": "sigmoid", "producer": "inference.synth.demo_models"}
-    return _model(nodes, inits, inp, out, f"demo_{kind}", meta)
+    return make_model(nodes, inits, inp, out, f"demo_{kind}", meta)
 
 
 def demo_manifest_dict(with_2d: bool = False) -> dict:

@@ -8,7 +8,7 @@ import types
 import numpy as np
 
 from inference.run.device_handoff import DeviceHandoff, free_pool
-from inference.run.tomogram import prefetched
+from inference.run.prefetch import prefetched
 
 
 class FakeCupy:

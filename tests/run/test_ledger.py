@@ -115,7 +115,7 @@ def test_a_death_known_to_run_nothing_charges_nobody():
     t = led.next()
     led.started()
     led.died("CPU actor 0", "killed", [t.index], running=False)
-    assert led.attempts == {} and led.next() == Task(index=0, source=t.source, attempt=0, plan=FULL)
+    assert led.attempts == {} and led.next() == Task(index=0, source=t.source, attempt=0, plan=FULL, tomo_id="t0")
 
 
 def test_the_restart_budget_then_the_error_with_a_fix():

@@ -95,6 +95,23 @@ def test_ray_output_is_identical_to_the_local_runner(ray, data, local, tmp_path,
     assert not [n for n in ray.util.list_named_actors() if n.startswith("motorfinder-")]  # actors are gone
 
 
+def test_particle_picks_on_ray_are_identical_to_the_local_runner(ray, tmp_path):
+    """task: particles (a copick project; each task carries its run's name) on two actors."""
+    from inference.synth.particle_demo_model import write_particle_demo_models
+    from inference.synth.particle_project import generate_particles
+
+    generate_particles(tmp_path / "proj", 3, 5, progress=False)
+    manifest = load_manifest(write_particle_demo_models(tmp_path / "models"))
+    got = {}
+    for name, kw in {"local": {"workers": 0}, "ray": {"backend": "ray", "workers": 2}}.items():
+        out = tmp_path / name
+        run_predict(PredictConfig(manifest=manifest, input_dir=tmp_path / "proj", output=out / "submission.csv",
+                                  candidates_dir=out / "cands", progress=False, **kw))
+        got[name] = outputs(out)
+    assert got["ray"] == got["local"] and set(got["local"]) == {"candidates.csv", "submission.csv"}
+    assert got["local"]["submission.csv"].startswith(b"id,experiment,particle_type,x,y,z\n0,")
+
+
 def crash_hook(tomo_id: str, attempt: int) -> None:
     """On the actor, before the engines: die like kill -9 on the victim (only its first attempt when
     CRASH_ONCE; every attempt otherwise)."""

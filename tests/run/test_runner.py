@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from inference.manifest.parse import load_manifest
+from inference.run.prefetch import prefetched
 from inference.run.results import TomoResult
 from inference.run.runner import PredictConfig, run_predict
-from inference.run.tomogram import prefetched
 from inference.synth.demo_models import write_demo_models
 from inference.synth.generate import generate
 

@@ -1,6 +1,6 @@
 """In this process (``workers=0``, the Python API's default): one context, a prefetch thread.
 
-A prefetch thread (:func:`inference.run.tomogram.prefetched`) takes the next task from the ledger and
+A prefetch thread (:func:`inference.run.prefetch.prefetched`) takes the next task from the ledger and
 loads it (decode, resample) while the engines run on the one before: at most one loaded tomogram
 waits beside the running one. Taking the task in the prefetch thread means its plan is chosen when
 it is loaded. Nothing here can die apart from the run itself, so there is no blame and no restart;
@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Callable
 
 from inference.run.backends.ledger import TaskLedger
-from inference.run.tomogram import context_for, load_task, prefetched, run_task
+from inference.run.prefetch import prefetched
+from inference.run.tomogram import context_for, load_task, run_task
 
 
 def run_in_process(run, planner, on_workers: Callable[[int], None] | None = None,

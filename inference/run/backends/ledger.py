@@ -53,12 +53,13 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Task:
     """One tomogram handed to a worker: its index in the run, its source (:func:`task_source`), how
-    many times it was charged with a worker's death before, and the plan chosen for it."""
+    many times it was charged with a worker's death before, the plan chosen for it, and its tomo_id."""
 
     index: int
     source: str
     attempt: int = 0
     plan: "Plan | None" = None  # None: the full ensemble
+    tomo_id: str | None = None  # the run's name for it (a copick run's); None: the source's own
 
 
 def task_source(source: str | Path) -> str:
@@ -118,7 +119,8 @@ class TaskLedger:
                 self.pending.clear()
                 return None
             i = self.pending.pop(0)
-            return Task(index=i, source=task_source(self.run.sources[i]), attempt=self.attempts.get(i, 0), plan=plan)
+            return Task(index=i, source=task_source(self.run.sources[i]), attempt=self.attempts.get(i, 0), plan=plan,
+                        tomo_id=self.run.ids[i])
 
     def done(self, i: int, result: TomoResult) -> None:
         """Record ``result`` for task ``i`` once (a second result for it is dropped)."""

@@ -7,7 +7,7 @@ entry for that GPU, :func:`inference.engines.gpus.pin_value`), builds every memb
 Read-ahead: a prefetch thread reads and resamples tomogram k+1 while the engines run on k, and it
 asks the dispatcher for a task only when a slot is free (a semaphore: at most one loaded tomogram
 waits beside the running one, so memory stays flat). This differs on purpose from the in-process
-prefetch (:func:`inference.run.tomogram.prefetched`, which takes its next task as soon as its queue
+prefetch (:func:`inference.run.prefetch.prefetched`, which takes its next task as soon as its queue
 has room): a worker holds at most the task it runs and the one it reads, and runs them in the order
 given, so the dispatcher knows that the oldest task a dead worker held is the one it was running
 (the blame rule, :mod:`inference.run.backends.ledger`). The Ray actor keeps the same order its own way.
