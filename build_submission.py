@@ -1,6 +1,7 @@
 """Build what a Kaggle competitor submits, check it locally, profile it, and run the whole mission.
 
-Modes (``--help`` lists every option; docs/KAGGLE.md is the walk-through; the code is kaggle_builder/):
+For ``--target byu`` (default: BYU motors, a ``task: motors`` manifest) or ``czii`` (CZII particles, ``task:
+particles``). Modes (``--help`` lists every option; docs/KAGGLE.md is the walk-through; code: kaggle_builder/):
 
 * build (the default): ``python build_submission.py --manifest models/manifest.yaml --out build/`` writes
   ``build/dataset/`` (this package as a wheel, the manifest and its model files, optional TensorRT
@@ -9,10 +10,10 @@ Modes (``--help`` lists every option; docs/KAGGLE.md is the walk-through; the co
   replaces only folders it wrote itself.
 * ``--dry-run``: build, then execute the notebook with nbclient in a simulated Kaggle tree on the CPU,
   installing into a fresh environment that holds only the Kaggle image's packages.
-* ``--profile``: per-member, per-stage times measured here, projected to the hidden test set (CPU
-  measured; T4 projected) against the 9 h limit: ``build/profile/``.
+* ``--profile``: per-member, per-stage times measured here (CPU), projected (T4) to the hidden test set
+  against the limit (byu 9 h, czii 12 h): ``build/profile/``.
 * ``--demo``: synthetic data, demo detectors, predict and score, build, dry run, a quick profile, and a
-  one-screen summary with the path of every artifact, under ``<out>/demo``.
+  one-screen summary, under ``<out>/demo`` (czii: ``<out>/demo-czii``).
 """
 
 from __future__ import annotations
@@ -32,22 +33,23 @@ NEEDS = {"build": ("setuptools", "nbformat"), "dry_run": ("nbclient", "ipykernel
 
 
 def missing_tool(args) -> str | None:
-    import importlib
+    from importlib.util import find_spec
 
     profile_only = args.profile and not (args.dry_run or args.demo)
     modes = ([] if profile_only else ["build"]) + (["dry_run"] if args.dry_run or args.demo else [])
     modes += ["profile"] if args.profile or args.demo else []
-    for module in (m for mode in modes for m in NEEDS[mode]):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            return module
-    return None
+    return next((m for mode in modes for m in NEEDS[mode] if find_spec(m) is None), None)
+
+
+def by_target(field: str, fmt=str) -> str:  # a target-dependent default, for the help: "byu X, czii Y"
+    return ", ".join(f"{t.name} {fmt(getattr(t, field))}" for t in T.TARGETS.values())
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python build_submission.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", choices=tuple(T.TARGETS), default=T.BYU.name, help=f"the competition: byu (default; "
+                   f"{T.BYU.title}) or czii ({T.CZII.title}); the manifest's task must be its (motors, particles)")
     mode = p.add_argument_group("mode (default: build)")
     mode.add_argument("--demo", action="store_true", help="the whole mission on synthetic data with the demo detectors "
                       "(CPU): predict, score, build, notebook dry run, quick profile, summary")
@@ -55,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "simulated Kaggle tree on synthetic test tomograms, on the CPU, installing into an environment "
                       "that holds only the Kaggle image's packages; check its submission.csv")
     mode.add_argument("--profile", action="store_true", help="per-member, per-stage run time measured here, projected "
-                      "to the hidden test set against the 9 h limit (OUT/profile/)")
+                      f"to the hidden test set against the limit ({by_target('limit_h', '{:g} h'.format)}; "
+                      "OUT/profile/)")
 
     b = p.add_argument_group("build")
     b.add_argument("--manifest", type=Path, default=REPO_ROOT / T.MANIFEST_NAME, help="the ensemble's manifest; its "
@@ -63,13 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "python -m export all)")
     b.add_argument("--out", type=Path, default=Path("build"), help="output folder (default build/): dataset/, "
                    "notebook/, dryrun/, profile/, demo/; the build replaces only folders it wrote (marked)")
-    b.add_argument("--dataset-id", default=f"{T.PLACEHOLDER_USER}/{T.DEFAULT_DATASET_SLUG}", help="Kaggle dataset "
-                   f"USER/SLUG (default {T.PLACEHOLDER_USER}/{T.DEFAULT_DATASET_SLUG}; the notebook looks in "
-                   "/kaggle/input/SLUG first)")
-    b.add_argument("--kernel-id", default=f"{T.PLACEHOLDER_USER}/{T.DEFAULT_KERNEL_SLUG}", help="Kaggle notebook "
-                   f"USER/SLUG (default {T.PLACEHOLDER_USER}/{T.DEFAULT_KERNEL_SLUG})")
-    b.add_argument("--title", default=T.DEFAULT_DATASET_TITLE, help=f"dataset title, 6-50 characters (default "
-                   f"'{T.DEFAULT_DATASET_TITLE}')")
+    b.add_argument("--dataset-id", help=f"Kaggle dataset USER/SLUG (default {T.PLACEHOLDER_USER}/SLUG: "
+                   f"{by_target('dataset_slug')}; the notebook looks in /kaggle/input/SLUG first)")
+    b.add_argument("--kernel-id", help=f"Kaggle notebook USER/SLUG (default {T.PLACEHOLDER_USER}/SLUG: "
+                   f"{by_target('kernel_slug')})")
+    b.add_argument("--title", help=f"dataset title, 6-50 characters (default {by_target('dataset_title', repr)})")
     b.add_argument("--kernel-title", default=None, help="notebook title (default: the kernel slug with spaces; "
                    "Kaggle requires the slug to be the title lowercased with dashes)")
     b.add_argument("--license", default="other", help="dataset license, one of Kaggle's names (default 'other', "
@@ -91,13 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default $MOTORFINDER_CACHE, else ~/.cache/motorfinder)")
     b.add_argument("--gpus", type=int, default=2, help="GPUs the profile projects to (default 2: Kaggle's T4 x2); the "
                    "notebook's predict uses every visible GPU")
-    b.add_argument("--budget-h", type=float, default=T.NOTEBOOK_BUDGET_H, help="hours the notebook may take in all: "
-                   f"predict's --deadline-h is this minus the time already spent (default {T.NOTEBOOK_BUDGET_H})")
+    b.add_argument("--budget-h", type=float, help="hours the notebook may take in all: predict's --deadline-h is "
+                   f"this minus the time already spent (default {by_target('budget_h')})")
     b.add_argument("--public", action="store_true", help="make the notebook public (default private)")
 
     d = p.add_argument_group("dry run")
-    d.add_argument("--dry-run-tomograms", type=int, default=3, help="synthetic test tomograms (default 3)")
-    d.add_argument("--dry-run-scale", type=float, default=0.2, help="their shape scale (default 0.2)")
+    d.add_argument("--dry-run-tomograms", type=int, help="synthetic test tomograms (default "
+                   f"{by_target('dry_run_tomograms')})")
+    d.add_argument("--dry-run-scale", type=float, help=f"their shape scale (default {by_target('dry_run_scale')})")
     d.add_argument("--dry-run-seed", choices=("image", "local"), default="image", help="what the environment the "
                    "notebook installs into holds: image (default) = the Kaggle image's packages at its versions "
                    "(kaggle_image_packages.txt; downloaded once), local = this environment's versions (offline)")
@@ -106,20 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cell-timeout", type=int, default=900, help="seconds one notebook cell may run (default 900)")
 
     f = p.add_argument_group("profile")
-    f.add_argument("--test-tomograms", type=int, default=T.HIDDEN_TEST_TOMOGRAMS, help="tomograms to project to "
-                   f"(default {T.HIDDEN_TEST_TOMOGRAMS}: \"~900 tomograms in the hidden test set\")")
+    f.add_argument("--test-tomograms", type=int, help="tomograms to project to (default: the hidden test set's, "
+                   f"{by_target('hidden_test_tomograms')})")
     f.add_argument("--cpu-machines", type=int, default=1, help="machines like this one the CPU row shares the "
                    "tomograms between (default 1)")
     f.add_argument("--profile-tomograms", type=int, default=2, help="synthetic tomograms measured (default 2)")
     f.add_argument("--profile-scale", type=float, default=1.0, help="their shape scale (default 1.0: real sizes; "
-                   "smaller is faster, the measurement is scaled up to the real median tomogram)")
+                   f"smaller is faster; scaled up to the real median tomogram, {by_target('median_shape')})")
     f.add_argument("--gpu-seconds-per-window", action="append", default=[], metavar="[NAME=]S", help="a measured "
                    "GPU time per window (all members, or NAME=S for one; repeatable): adds a projected T4 row")
     f.add_argument("--flops-md", type=Path, default=FLOPS_MD, help="FLOPs per window table (default "
                    "bench/results/flops.md; members not in it are counted from their ONNX)")
 
     g = p.add_argument_group("demo")
-    g.add_argument("--n", type=int, default=24, help="--demo: synthetic test tomograms (default 24)")
+    g.add_argument("--n", type=int, help=f"--demo: synthetic test tomograms (default {by_target('demo_tomograms')})")
     g.add_argument("--seed", type=int, default=2025, help="--demo: synthetic data seed (default 2025)")
     g.add_argument("--scale", type=float, default=None, help="--demo: shape scale of the synthetic tomograms "
                    "(default: inference.synth's)")
@@ -136,13 +138,13 @@ def run(args) -> None:
     from kaggle_builder.dry_run import dry_run
     from kaggle_builder.profile_run import run_profile
 
-    progress = not args.no_progress
+    progress, target = not args.no_progress, T.TARGETS[args.target]
     if args.demo:
-        print(run_demo(args.out, n=args.n, seed=args.seed, scale=args.scale, progress=progress, submission_kit=True,
-                       wheels=not args.no_wheels, env_seed=args.dry_run_seed, flops_md=args.flops_md,
-                       cache_dir=args.cache_dir).render())
+        print(run_demo(args.out, target=target, n=args.n, seed=args.seed, scale=args.scale, progress=progress,
+                       submission_kit=True, wheels=not args.no_wheels, env_seed=args.dry_run_seed,
+                       flops_md=args.flops_md, cache_dir=args.cache_dir).render())
         return
-    profile = dict(n_tomograms=args.test_tomograms, gpus=args.gpus, cpu_machines=args.cpu_machines,
+    profile = dict(target=target, n_tomograms=args.test_tomograms, gpus=args.gpus, cpu_machines=args.cpu_machines,
                    budget_h=args.budget_h, profile_tomograms=args.profile_tomograms, scale=args.profile_scale,
                    gpu_seconds=args.gpu_seconds_per_window, flops_md=args.flops_md, progress=progress)
     if args.profile and not args.dry_run:
@@ -152,7 +154,8 @@ def run(args) -> None:
         manifest=args.manifest, out=args.out, dataset_id=args.dataset_id, kernel_id=args.kernel_id, title=args.title,
         kernel_title=args.kernel_title, license=args.license, engines=args.engines, wheels=not args.no_wheels,
         tensorrt_wheels=args.with_tensorrt, extra_index_urls=tuple(args.pip_extra_index_url), gpus=args.gpus,
-        budget_h=args.budget_h, fp16_engines=not args.fp32_engines, private=not args.public), cache_dir=args.cache_dir)
+        budget_h=args.budget_h, fp16_engines=not args.fp32_engines, private=not args.public, target=target),
+        cache_dir=args.cache_dir)
     print(built.render())
     if args.dry_run:
         print(dry_run(built, args.out / "dryrun", n=args.dry_run_tomograms, scale=args.dry_run_scale,
@@ -173,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     from kaggle_builder.package_wheel import WheelBuildError
     from kaggle_builder.profile import ProfileError
 
-    missing = missing_tool(args)
-    if missing:
+    if missing := missing_tool(args):
         print(f"error: build_submission.py needs {missing}, which is not installed. Fix: pip install -e '.[cpu,dev]' "
               f"(or pip install {missing})", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kaggle_builder.profile import projection_hours
-from kaggle_builder.target import HIDDEN_TEST_TOMOGRAMS
+from kaggle_builder.target import BYU
 
 ROOT = Path(__file__).resolve().parents[1]
 NA = "not available here"
@@ -369,7 +369,7 @@ def peak_tflops(gpu_name: str | None) -> tuple[float, float] | None:
     return None
 
 
-def projected_hours(rows: list[dict], gpu_name: str | None, tomograms: int = HIDDEN_TEST_TOMOGRAMS,
+def projected_hours(rows: list[dict], gpu_name: str | None, tomograms: int = BYU.hidden_test_tomograms,
                     gpus: int = 2) -> dict:
     """Hours of engine time for ``tomograms`` on ``gpus`` T4s per precision: measured seconds per window
     scaled by (this GPU's peak FLOPs / the T4's), times windows per tomogram, summed over members."""

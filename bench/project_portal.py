@@ -74,7 +74,10 @@ def main(argv=None) -> int:
 
     from kaggle_builder.cost import T4_PEAK_FLOPS
     from kaggle_builder.profile import projection_hours
-    from kaggle_builder.target import HIDDEN_TEST_TOMOGRAMS, MEDIAN_SHAPE, MEDIAN_SPACING_A
+    from kaggle_builder.target import BYU
+
+    HIDDEN_TEST_TOMOGRAMS, MEDIAN_SHAPE, MEDIAN_SPACING_A = (BYU.hidden_test_tomograms, BYU.median_shape,
+                                                             BYU.median_spacing_A)
 
     n = len(portal)
     rep = Report("project_portal.py", "Projections on paper: the shipped recipe on Kaggle and on the portal", argv)

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from inference.common.errors import InputError
-from kaggle_builder.config import BuildConfig, validate_config
+from kaggle_builder.config import BuildConfig, check_task, validate_config
 from kaggle_builder.dataset import write_dataset
 from kaggle_builder.image import KaggleImage, load_image
 from kaggle_builder.members import EngineFile, find_engines, read_members
 from kaggle_builder.notebook import kernel_metadata, notebook_cells, write_notebook
 from kaggle_builder.ownership import check_parent, check_writable, ensure_parent, replace_with
 from kaggle_builder.package_wheel import build_wheel, source_root
-from kaggle_builder.target import MANIFEST_NAME, PLACEHOLDER_USER
+from kaggle_builder.target import BYU, MANIFEST_NAME, PLACEHOLDER_USER, Target
 from kaggle_builder.wheels import PipWheelSource, ShippedWheel, WheelGroup, lacking_without_wheels, wheel_groups
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class BuildResult:
     wheels: tuple[str, ...]          # group/file of every shipped wheel
     notes: tuple[str, ...]
     size_bytes: int
+    target: Target = BYU
 
     def render(self) -> str:
         lines = [
@@ -91,7 +92,8 @@ def build(cfg: BuildConfig, *, wheel_source: WheelSource | None = None,
 
     validate_config(cfg)
     image = image or load_image()
-    _, members = read_members(cfg.manifest)
+    check_task(cfg.manifest, cfg.target)
+    manifest, members = read_members(cfg.manifest)
     out = Path(cfg.out)
     check_parent(out)
     for name in ("dataset", "notebook"):
@@ -104,7 +106,7 @@ def build(cfg: BuildConfig, *, wheel_source: WheelSource | None = None,
     if cfg.uses_placeholder_user:
         notes.append(f"ids use the placeholder user '{PLACEHOLDER_USER}': pass --dataset-id and --kernel-id with your "
                      "Kaggle user name before uploading")
-    groups = wheel_groups(cfg.tensorrt_wheels)
+    groups = wheel_groups(cfg.tensorrt_wheels, cfg.target.task)
     with tempfile.TemporaryDirectory(prefix="motorfinder-wheel-") as tmp:
         wheel = wheel_builder(Path(tmp))
         shipped: list[ShippedWheel] = []
@@ -121,8 +123,8 @@ def build(cfg: BuildConfig, *, wheel_source: WheelSource | None = None,
         staging = Path(tempfile.mkdtemp(prefix=".motorfinder-staging-", dir=out))
         try:
             write_dataset(staging / "dataset", cfg, wheel=wheel, members=members, engines=engines, shipped=shipped,
-                          groups=groups, image=image, version=__version__,
-                          source_root=_checkout())
+                          groups=groups, image=image, version=__version__, source_root=_checkout(),
+                          particle_types=manifest.particles.names if manifest.particles is not None else ())
             nbdir = staging / "notebook"
             nbdir.mkdir()
             code_file = f"{cfg.kernel_slug}.ipynb"
@@ -141,4 +143,4 @@ def build(cfg: BuildConfig, *, wheel_source: WheelSource | None = None,
                        manifest=out / "dataset" / MANIFEST_NAME, members=tuple(m.name for m in members),
                        engines=tuple(e.rel.name for e in engines),
                        wheels=tuple(f"{w.group}/{w.path.name}" for w in shipped), notes=tuple(notes),
-                       size_bytes=folder_size(out / "dataset"))
+                       size_bytes=folder_size(out / "dataset"), target=cfg.target)

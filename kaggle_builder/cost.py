@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from kaggle_builder.target import MEDIAN_SHAPE, MEDIAN_SPACING_A
-
 # NVIDIA T4 datasheet peaks: 65 TFLOP/s fp16 (tensor cores, mixed precision), 8.1 TFLOP/s fp32.
 T4_PEAK_FLOPS = {"fp16": 65e12, "fp32": 8.1e12}
 
@@ -16,9 +14,9 @@ def flops_bound_seconds(windows: float, flops_per_window: float, peak_flops: flo
     return windows * flops_per_window / peak_flops
 
 
-def reference_windows(member, target_spacing: float, shape: Sequence[int] = MEDIAN_SHAPE,
-                      spacing: float = MEDIAN_SPACING_A) -> int:
-    """Windows (summed over the member's TTA transforms) on a tomogram of ``shape`` at ``spacing`` Å.
+def reference_windows(member, target_spacing: float, shape: Sequence[int], spacing: float) -> int:
+    """Windows (summed over the member's TTA transforms) on a tomogram of ``shape`` at ``spacing`` Å (the
+    profile's reference: the target's ``median_shape`` at its ``median_spacing_A``).
 
     The member's own resample grid and window rule (:func:`inference.predict.geometry.count_member_windows`); a
     volume-scope transposition counts the windows of the transposed volume.

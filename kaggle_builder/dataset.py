@@ -24,9 +24,9 @@ def dataset_metadata(cfg: BuildConfig) -> dict:
         "title": cfg.title,
         "id": cfg.dataset_id,
         "licenses": [{"name": cfg.license}],
-        "description": "Offline package for the Kaggle competition BYU - Locating Bacterial Flagellar Motors 2025: "
-                       "the motorfinder wheel (MIT), the ensemble manifest and its ONNX members, optional TensorRT "
-                       "engines and offline wheels. Built by build_submission.py; see docs/KAGGLE.md.",
+        "description": f"Offline package for the Kaggle competition {cfg.target.title}: the motorfinder wheel (MIT), "
+                       "the ensemble manifest and its ONNX members, optional TensorRT engines and offline wheels. "
+                       "Built by build_submission.py; see docs/KAGGLE.md.",
     }
 
 
@@ -49,8 +49,10 @@ def _copy(src: Path, dest: Path) -> None:
 
 def write_dataset(ds: Path, cfg: BuildConfig, *, wheel: Path, members: Sequence[MemberFiles],
                   engines: Sequence[EngineFile], shipped: Sequence[ShippedWheel], groups: Sequence[WheelGroup],
-                  image: KaggleImage, version: str, source_root: Path | None) -> dict:
-    """Fill the (new, empty) folder ``ds``; the build record written into it."""
+                  image: KaggleImage, version: str, source_root: Path | None,
+                  particle_types: Sequence[str] = ()) -> dict:
+    """Fill the (new, empty) folder ``ds``; the build record written into it. ``particle_types``: the
+    manifest's classes (task particles; the notebook's submission check accepts only these)."""
     ds.mkdir(parents=True, exist_ok=True)
     shutil.copy2(wheel, ds / wheel.name)
     shutil.copy2(cfg.manifest, ds / MANIFEST_NAME)
@@ -71,7 +73,8 @@ def write_dataset(ds: Path, cfg: BuildConfig, *, wheel: Path, members: Sequence[
     used = [g for g in groups if any(w.group == g.name for w in shipped)]  # ask only for what ships
     record = {
         "format": "motorfinder-dataset", "format_version": 2, "dataset_id": cfg.dataset_id, "version": version,
-        "wheel": wheel.name, "manifest": MANIFEST_NAME,
+        "wheel": wheel.name, "manifest": MANIFEST_NAME, "task": cfg.target.task,
+        "particle_types": list(particle_types),
         "members": {m.name: m.rel.as_posix() for m in members},
         "engines": [e.rel.as_posix() for e in engines],
         "engine_members": engine_members(members, engines),

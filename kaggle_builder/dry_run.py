@@ -1,7 +1,8 @@
 """Execute the built notebook locally, as Kaggle would, in a simulated Kaggle tree, on the CPU.
 
-The tree (``<root>/kaggle``): ``input/<competition>/test`` with synthetic test tomograms and the
-sample submission, ``input/<dataset slug>`` (a link to the built dataset), an empty ``working/``. The
+The tree (``<root>/kaggle``): ``input/<competition>/`` with the target's synthetic test set in Kaggle's
+layout and a sample submission (:mod:`kaggle_builder.simulated_test`; the truth stays outside the tree),
+``input/<dataset slug>`` (a link to the built dataset), an empty ``working/``. The
 notebook's kernel gets ``KAGGLE_ROOT`` pointing there, ``MOTORFINDER_DEVICE=cpu`` and
 ``MOTORFINDER_PYTHON``: a fresh environment that holds only the Kaggle image's packages, so its
 offline install (pip with dependency resolution, ``--no-index``, the dataset's wheel folders) must find
@@ -24,8 +25,8 @@ from kaggle_builder.build import BuildResult
 from kaggle_builder.image import KaggleImage, load_image
 from kaggle_builder.image_env import find_python, fresh_env, seed_from_environment, seed_from_image
 from kaggle_builder.ownership import owned_dir
-from kaggle_builder.runtime import submission_problems
-from kaggle_builder.target import COMPETITION, MEDIAN_SPACING_A, STATUS_NAME
+from kaggle_builder.simulated_test import judge, per_class, write_test_set
+from kaggle_builder.target import BYU, RECORD_NAME, STATUS_NAME, Target
 from kaggle_builder.wheels import Wheelhouse, isolated_pip_env
 
 logger = logging.getLogger(__name__)
@@ -42,23 +43,27 @@ class DryRunResult:
     executed: Path
     submission: Path
     sample: Path
-    labels: Path
+    labels: Path                     # the truth: a labels CSV (byu) or a copick project (czii)
     n_tomograms: int
-    with_motor: int
+    contents: str                    # what the submission holds
     score: dict | None
+    headline: str                    # the score in a few words
     seconds: float
     seed: str
+    target: Target = BYU
 
     def render(self) -> str:
-        s = self.score
-        score = f"F2 {s['f2']:.3f} (every tomogram read as {MEDIAN_SPACING_A} Å, as on Kaggle)" if s else "-"
+        if self.target.task == "particles":
+            score = (f"{self.headline} (the competition's weighted F4 against the synthetic truth; per class: "
+                     f"{per_class(self.score)})")
+        else:
+            score = f"{self.headline} (every tomogram read as {self.target.median_spacing_A} Å, as on Kaggle)"
         return "\n".join([
             f"dry run (the notebook executed with nbclient on the CPU; environment: {self.seed} seed)",
             f"  simulated Kaggle    : {self.root.resolve()}",
             f"  executed notebook   : {self.executed.resolve()}",
-            f"  submission          : {self.submission.resolve()}  ({self.n_tomograms} tomograms, {self.with_motor} "
-            "with a motor; every sample id once, in order)",
-            f"  score               : {score}",
+            f"  submission          : {self.submission.resolve()}  ({self.contents})",
+            f"  score               : {score if self.score else '-'}",
             f"  time                : {self.seconds:.1f}s",
         ])
 
@@ -88,17 +93,18 @@ def image_seed(kind: str, root: Path, *, image: KaggleImage, python: Path | None
     raise ValueError(f"seed {kind!r} is not one of {SEEDS}")
 
 
-def dry_run(result: BuildResult, root: Path, *, n: int = 3, seed: int = 7, scale: float = 0.2,
+def dry_run(result: BuildResult, root: Path, *, n: int | None = None, seed: int = 7, scale: float | None = None,
             timeout_s: int = 900, progress: bool = False, env_seed: str = "image", python: Path | None = None,
             image: KaggleImage | None = None, cache_dir: Path | None = None) -> DryRunResult:
-    """Execute ``result``'s notebook under ``root`` (an owned folder) and check what it wrote."""
+    """Execute ``result``'s notebook under ``root`` (an owned folder) and check what it wrote. ``n`` test
+    tomograms at ``scale`` (default: the target's ``dry_run_tomograms`` and ``dry_run_scale``)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
-    from inference.evaluate import scoring
-    from inference.synth.generate import generate
-
+    target = result.target
+    n = target.dry_run_tomograms if n is None else n
+    scale = target.dry_run_scale if scale is None else scale
     t0 = time.perf_counter()
     image = image or load_image()
     root = Path(root).resolve()  # the kernel runs in working/: every path it gets must be absolute
@@ -107,10 +113,8 @@ def dry_run(result: BuildResult, root: Path, *, n: int = 3, seed: int = 7, scale
         site, py = image_seed(env_seed, root, image=image, python=python, cache_dir=cache_dir)
         env_python = fresh_env(root / "env", site, py)
         kaggle = root / "kaggle"
-        comp = kaggle / "input" / COMPETITION
-        generate(comp, n, seed, split="test", scale=scale, progress=progress)
-        labels = root / "test_labels.csv"        # the hidden truth: not in the notebook's input
-        shutil.move(str(comp / "test_labels.csv"), labels)
+        comp = kaggle / "input" / target.competition
+        labels = write_test_set(target, root, comp, n=n, seed=seed, scale=scale, progress=progress)
         (kaggle / "input" / slug).symlink_to(result.dataset_dir.resolve(), target_is_directory=True)
         working = kaggle / "working"
         working.mkdir(parents=True)
@@ -142,14 +146,10 @@ def dry_run(result: BuildResult, root: Path, *, n: int = 3, seed: int = 7, scale
             raise DryRunError(f"the notebook's {step} step failed in the dry run: {detail}.{fix} (executed notebook "
                               f"with every output: {executed})")
         submission, sample = working / "submission.csv", comp / "sample_submission.csv"
-        problems = submission_problems(submission, sample) if submission.is_file() else ["no submission.csv"]
-        if problems:
-            raise DryRunError(f"the dry run's submission {submission} is not valid: {'; '.join(problems)}")
-        import pandas as pd
-
-        sub = pd.read_csv(submission)
-        with_motor = int((sub.iloc[:, 1:] >= 0).all(axis=1).sum())
-        score = scoring.score_files(labels, submission).as_dict()
+        record = json.loads((result.dataset_dir / RECORD_NAME).read_text())
+        verdict = judge(target, submission, sample, labels, record.get("particle_types", []))
+        if verdict.problems:
+            raise DryRunError(f"the dry run's submission {submission} is not valid: {'; '.join(verdict.problems)}")
     return DryRunResult(root=kaggle, executed=executed, submission=submission, sample=sample, labels=labels,
-                        n_tomograms=len(sub), with_motor=with_motor, score=score,
-                        seconds=time.perf_counter() - t0, seed=env_seed)
+                        n_tomograms=verdict.n_tomograms, contents=verdict.contents, score=verdict.score,
+                        headline=verdict.headline, seconds=time.perf_counter() - t0, seed=env_seed, target=target)

@@ -10,7 +10,17 @@ from typing import Sequence
 
 from kaggle_builder.config import BuildConfig
 from kaggle_builder.image import PYTHON_VERSION
-from kaggle_builder.target import COMPETITION, KAGGLE_LIMIT_H, MACHINE_SHAPE_T4X2
+from kaggle_builder.target import MACHINE_SHAPE_T4X2
+
+# What the last cell checks, per task: in the introduction, and as the cell's comment.
+CHECKS = {
+    "motors": ("a check of the submission (repaired with -1 where a step failed).",
+               "every sample tomo_id once, valid numbers (repaired with -1 if not)."),
+    "particles": ("a check of the submission: the header `id,experiment,particle_type,x,y,z`, ids 0..n-1, the "
+                  "manifest's particle types, finite coordinates in Å (invalid rows dropped; the header alone "
+                  "where a step failed).",
+                  "the header, ids 0..n-1, particle types, finite x y z (invalid rows dropped)."),
+}
 
 
 def _literal(values: dict) -> str:
@@ -18,14 +28,21 @@ def _literal(values: dict) -> str:
     return "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in values.items()) + "}"
 
 
+def settings(cfg: BuildConfig) -> dict:
+    """The notebook's settings (cell 2): what :class:`kaggle_builder.runtime.Run` reads."""
+    t = cfg.target
+    return {"competition": t.competition, "task": t.task, "test_input": t.test_input,
+            "sample_submission": t.sample_submission, "devices": "all", "budget_h": float(cfg.budget_h),
+            "fp16_engines": bool(cfg.fp16_engines)}
+
+
 def notebook_cells(cfg: BuildConfig, wheel_name: str, members: Sequence[str], engines: Sequence[str],
                    wheels: Sequence[str]) -> list[tuple[str, str]]:
     """The notebook as (cell type, source) pairs."""
-    settings = {"competition": COMPETITION, "devices": "all", "budget_h": float(cfg.budget_h),
-                "fp16_engines": bool(cfg.fp16_engines)}
+    limit_h, (check_intro, check_comment) = cfg.target.limit_h, CHECKS[cfg.target.task]
     q = json.dumps  # values shown in the markdown: quoted, one line
     intro = (
-        "# motorfinder: BYU flagellar motors, offline submission\n\n"
+        f"# motorfinder: {cfg.target.heading}, offline submission\n\n"
         f"Runs the ensemble of the dataset {q(cfg.dataset_id)} (members: {', '.join(q(m) for m in members)}) over "
         "the competition's test tomograms and writes `/kaggle/working/submission.csv`. Every cell calls "
         "`kaggle_builder.runtime` from the `motorfinder` wheel in the dataset.\n\n"
@@ -38,8 +55,8 @@ def notebook_cells(cfg: BuildConfig, wheel_name: str, members: Sequence[str], en
         f"5. TensorRT engines where TensorRT imports (shipped: {', '.join(q(e) for e in engines) or 'none'}); "
         "otherwise ONNX Runtime's CUDA provider;\n"
         f"6. `python -m inference predict` on every visible GPU with the deadline guard ({cfg.budget_h:g} h for the "
-        f"notebook; Kaggle's limit is {KAGGLE_LIMIT_H:g} h);\n"
-        "7. a check of the submission (repaired with -1 where a step failed).\n\n"
+        f"notebook; Kaggle's limit is {limit_h:g} h);\n"
+        f"7. {check_intro}\n\n"
         "To run it elsewhere: `KAGGLE_ROOT` (default `/kaggle`), `MOTORFINDER_DEVICE=cpu`, "
         "`MOTORFINDER_PYTHON` (the interpreter to install into)."
     )
@@ -57,9 +74,10 @@ def notebook_cells(cfg: BuildConfig, wheel_name: str, members: Sequence[str], en
     )
     settings_cell = (
         "# 2. Settings, written by build_submission.py; edit them here for a run on Kaggle.\n"
-        f"#    budget_h: hours for the whole notebook (Kaggle's limit: {KAGGLE_LIMIT_H:g} h); devices: predict's\n"
-        "#    --devices ('all': every visible GPU, or e.g. '0').\n"
-        f"SETTINGS = {_literal(settings)}\n"
+        f"#    budget_h: hours for the whole notebook (Kaggle's limit: {limit_h:g} h); devices: predict's\n"
+        "#    --devices ('all': every visible GPU, or e.g. '0'); test_input, sample_submission: predict's --input and\n"
+        "#    --sample-submission under the competition's folder (None: none).\n"
+        f"SETTINGS = {_literal(settings(cfg))}\n"
         "RUN = runtime.Run(KAGGLE_ROOT, FOUND[0].parent, SETTINGS)"
     )
     cells = [
@@ -74,7 +92,7 @@ def notebook_cells(cfg: BuildConfig, wheel_name: str, members: Sequence[str], en
                  "MANIFEST = RUN.build_engines()"),
         ("code", "# 6. Predict every test tomogram within what is left of the budget.\n"
                  "PREDICTED = RUN.predict()"),
-        ("code", "# 7. Check the submission: every sample tomo_id once, valid numbers (repaired with -1 if not).\n"
+        ("code", f"# 7. Check the submission: {check_comment}\n"
                  "PROBLEMS = RUN.check_submission()"),
     ]
     return cells
@@ -110,7 +128,7 @@ def kernel_metadata(cfg: BuildConfig, code_file: str) -> dict:
         "enable_tpu": False,
         "enable_internet": False,
         "dataset_sources": [cfg.dataset_id],
-        "competition_sources": [COMPETITION],
+        "competition_sources": [cfg.target.competition],
         "kernel_sources": [],
         "model_sources": [],
         "machine_shape": MACHINE_SHAPE_T4X2,

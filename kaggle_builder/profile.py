@@ -1,5 +1,6 @@
-"""The runtime profile: each member measured here on synthetic tomograms, scaled to the real median
-tomogram, and projected to the hidden test set against Kaggle's 9 h.
+"""The runtime profile: each member measured here on synthetic tomograms, scaled to the target's real
+median tomogram, and projected to its hidden test set against its limit (byu: 900 tomograms, 9 h; czii: 500,
+12 h).
 
 Rows are labelled by what they are:
 
@@ -21,12 +22,14 @@ from typing import Sequence
 
 from inference.common.errors import InputError
 from kaggle_builder.cost import T4_PEAK_FLOPS, flops_bound_seconds, member_flops, reference_windows
-from kaggle_builder.target import HIDDEN_TEST_TOMOGRAMS, MEDIAN_SHAPE, MEDIAN_SPACING_A, NOTEBOOK_BUDGET_H
+from kaggle_builder.target import BYU, Target
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("read", "resample", "engine", "stitch", "decode", "fusion")
-SHARED_STAGES = ("read", "fusion")    # once per tomogram, whatever the number of members
+# Stages that run once per tomogram, whatever the number of members: the read, and what joins the members
+# (motors: the fusion of their points; particles: the ensemble of their class maps and its decode).
+SHARED_STAGES = {"motors": ("read", "fusion"), "particles": ("read", "decode")}
 HOST_SEGMENT = "host stages, measured here"
 
 
@@ -59,16 +62,17 @@ class MemberProfile:
     flops_source: str
     stage_s: dict[str, float]        # measured here, scaled to the reference tomogram
     gpu_s_per_window: float | None   # given (--gpu-seconds-per-window)
+    shared: tuple[str, ...] = SHARED_STAGES["motors"]  # the stages counted once per tomogram, not per member
 
     @property
     def member_s(self) -> float:
-        """Measured seconds of this member's own stages (shared read and fusion excluded)."""
-        return sum(v for k, v in self.stage_s.items() if k not in SHARED_STAGES)
+        """Measured seconds of this member's own stages (the shared ones excluded)."""
+        return sum(v for k, v in self.stage_s.items() if k not in self.shared)
 
     @property
     def host_s(self) -> float:
         """Measured seconds of this member's own stages other than the engine."""
-        return sum(v for k, v in self.stage_s.items() if k not in SHARED_STAGES and k != "engine")
+        return sum(v for k, v in self.stage_s.items() if k not in self.shared and k != "engine")
 
     def bound_s(self, peak: float) -> float | None:
         return None if self.flops_per_window is None else flops_bound_seconds(self.windows, self.flops_per_window,
@@ -103,14 +107,20 @@ class ProfileReport:
     measured: tuple[MemberMeasure, ...]
     machine: str
     cpu_machines: int = 1
-    budget_h: float = NOTEBOOK_BUDGET_H
+    budget_h: float | None = None    # None: the target's
+    target: Target = BYU
+
+    def __post_init__(self) -> None:
+        if self.budget_h is None:
+            object.__setattr__(self, "budget_h", self.target.budget_h)
 
     @property
     def host_s(self) -> float:
         return sum(self.shared_s.values()) + sum(m.host_s for m in self.members)
 
     def scenarios(self) -> list[Scenario]:
-        cpu = {**{m.name: m.member_s for m in self.members}, "shared (read, fusion)": sum(self.shared_s.values())}
+        cpu = {**{m.name: m.member_s for m in self.members},
+               f"shared ({', '.join(self.shared_s)})": sum(self.shared_s.values())}
         machines = f"{self.cpu_machines} machine{'s' if self.cpu_machines > 1 else ''}"
         out = [Scenario(f"CPU here, {machines}", "measured", cpu, self.cpu_machines,
                         f"measured on this machine ({self.machine}), every stage, scaled to the reference tomogram; "
@@ -178,23 +188,26 @@ def machine_description() -> str:
     return f"{platform.machine()} {os.cpu_count()} CPU core(s), {platform.system()}, Python {platform.python_version()}"
 
 
-def profile_report(manifest, measured: Sequence[MemberMeasure], *, n_tomograms: int = HIDDEN_TEST_TOMOGRAMS,
-                   gpus: int = 2, cpu_machines: int = 1, budget_h: float = NOTEBOOK_BUDGET_H,
+def profile_report(manifest, measured: Sequence[MemberMeasure], *, target: Target = BYU,
+                   n_tomograms: int | None = None, gpus: int = 2, cpu_machines: int = 1, budget_h: float | None = None,
                    gpu_seconds: dict[str, float] | None = None, flops_table: dict | None = None,
                    machine: str | None = None) -> ProfileReport:
-    """Scale the measurement to the reference tomogram and attach windows and FLOPs (pure: no runs)."""
+    """Scale the measurement to the target's reference tomogram and attach windows and FLOPs (pure: no runs).
+    ``n_tomograms`` and ``budget_h`` default to the target's hidden test set and notebook budget."""
     gpu_seconds = gpu_seconds or {}
     flops_table = flops_table or {}
     t = manifest.target_spacing
-    ref_vox = math.prod(MEDIAN_SHAPE)
-    ref_res = math.prod(n * MEDIAN_SPACING_A / t for n in MEDIAN_SHAPE)
+    shape, spacing = target.median_shape, target.median_spacing_A
+    ref_vox = math.prod(shape)
+    ref_res = math.prod(n * spacing / t for n in shape)
+    shared_stages = SHARED_STAGES[manifest.task]
     by_name = {mm.name: mm for mm in measured}
-    members, shared_acc = [], {k: [] for k in SHARED_STAGES}
+    members, shared_acc = [], {k: [] for k in shared_stages}
     for m in manifest.members:
         mm = by_name.get(m.name)
         if mm is None or not mm.tomograms:
             raise ProfileError(f"no measurement for member {m.name}")
-        w_ref = reference_windows(m, t)
+        w_ref = reference_windows(m, t, shape, spacing)
         scaled = []
         for tomo in mm.tomograms:
             w = reference_windows(m, t, tomo.shape, tomo.spacing)
@@ -203,13 +216,15 @@ def profile_report(manifest, measured: Sequence[MemberMeasure], *, n_tomograms: 
                 resampled_ratio=ref_res / math.prod(n * tomo.spacing / t for n in tomo.shape)))
         keys = sorted({k for s in scaled for k in s})
         stage_s = {k: sum(s.get(k, 0.0) for s in scaled) / len(scaled) for k in keys}
-        for k in SHARED_STAGES:
+        for k in shared_stages:
             shared_acc[k].append(stage_s.get(k, 0.0))
         flops, source = member_flops(m, flops_table)
         members.append(MemberProfile(name=m.name, kind=m.kind, windows=w_ref, flops_per_window=flops,
-                                     flops_source=source, stage_s=stage_s, gpu_s_per_window=gpu_seconds.get(m.name)))
+                                     flops_source=source, stage_s=stage_s, gpu_s_per_window=gpu_seconds.get(m.name),
+                                     shared=shared_stages))
     shared = {k: (sum(v) / len(v) if v else 0.0) for k, v in shared_acc.items()}
-    ref = f"{'x'.join(map(str, MEDIAN_SHAPE))} voxels at {MEDIAN_SPACING_A} Å, resampled to {t:g} Å"
-    return ProfileReport(members=tuple(members), shared_s=shared, n_tomograms=n_tomograms, gpus=gpus,
+    ref = f"{'x'.join(map(str, shape))} voxels at {spacing} Å, resampled to {t:g} Å"
+    return ProfileReport(members=tuple(members), shared_s=shared,
+                         n_tomograms=target.hidden_test_tomograms if n_tomograms is None else n_tomograms, gpus=gpus,
                          reference=ref, measured=tuple(measured), machine=machine or machine_description(),
-                         cpu_machines=cpu_machines, budget_h=budget_h)
+                         cpu_machines=cpu_machines, budget_h=budget_h, target=target)

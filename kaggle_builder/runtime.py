@@ -1,12 +1,16 @@
 """What the notebook runs ON KAGGLE: find the dataset, install offline, print the environment, build
-engines, predict within the deadline, check the submission.
+engines, predict within the deadline, check the submission (:mod:`kaggle_builder.submission_check`).
 
 The notebook puts the dataset's package wheel on ``sys.path`` (a pure-Python wheel imports as a zip)
 and imports this module before anything is installed, so it needs the standard library only. Each
-notebook cell is one call on :class:`Run`. A run always ends with a valid ``submission.csv``: a step
+notebook cell is one call on :class:`Run`. The settings (notebook cell 2) say the competition, the task
+(motors: BYU; particles: CZII), the test input under the competition's folder (``test``;
+``test/static``, a copick static root) and the sample submission predict orders its rows by (particles:
+none, the experiments come from the runs). A run always ends with a valid ``submission.csv``: a step
 that fails is reported (on screen and in ``working/motorfinder-run.json``) and the submission falls
-back to what could be predicted, -1 for the rest. No cell raises (a notebook that throws is no
-submission at all): every step catches what goes wrong, says it in one line and returns.
+back to what could be predicted (motors: -1 for the rest; particles: the valid picks, or the header
+alone). No cell raises (a notebook that throws is no submission at all): every step catches what goes
+wrong, says it in one line and returns.
 
 Two environment variables let the same notebook run elsewhere (the local dry run sets both):
 ``MOTORFINDER_DEVICE=cpu`` (predict on the CPU) and ``MOTORFINDER_PYTHON`` (the interpreter to install
@@ -18,7 +22,6 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import math
 import os
 import re
 import subprocess
@@ -26,6 +29,14 @@ import sys
 import time
 from pathlib import Path
 
+from kaggle_builder.submission_check import (
+    motor_coords,
+    particle_problems,
+    particle_summary,
+    repair_particles,
+    repair_submission,
+    submission_problems,
+)
 from kaggle_builder.target import MANIFEST_NAME, RECORD_NAME, STATUS_NAME, WHEELS_DIR
 
 
@@ -43,63 +54,6 @@ def pip_problem(output: str) -> str:
         return "conflicting requirements: " + "; ".join(cause[:4])
     errors = [ln.strip() for ln in lines if ln.startswith("ERROR")]
     return " ".join(errors[-2:]) or (lines[-1].strip() if lines else "pip failed without a message")
-
-
-def submission_problems(submission: Path, sample: Path) -> list[str]:
-    """What makes ``submission`` invalid against the sample: columns, every sample id once in order, numbers
-    that are finite and either all -1 or all >= 0 per row."""
-    try:
-        with open(sample, newline="") as f:
-            ref = list(csv.reader(f))
-        with open(submission, newline="") as f:
-            sub = list(csv.reader(f))
-    except OSError as exc:
-        return [f"unreadable: {exc}"]
-    if not sub or sub[0] != ref[0]:
-        return [f"columns {sub[0] if sub else []} != {ref[0]}"]
-    problems = []
-    ids, want = [r[0] for r in sub[1:] if r], [r[0] for r in ref[1:] if r]
-    if ids != want:
-        missing, dupes = sorted(set(want) - set(ids))[:5], sorted({i for i in ids if ids.count(i) > 1})[:5]
-        problems.append(f"tomo_ids differ from the sample's (missing {missing}, duplicated {dupes}, or another order)")
-    bad = [r[0] for r in sub[1:] if r and _coords(r[1:]) is None]
-    if bad:
-        problems.append(f"{len(bad)} row(s) without finite coordinates that are all -1 or all >= 0: {bad[:5]}")
-    return problems
-
-
-def _coords(values: list[str]) -> list[float] | None:
-    try:
-        xyz = [float(v) for v in values]
-    except ValueError:
-        return None
-    if len(xyz) != 3 or not all(math.isfinite(v) for v in xyz):
-        return None
-    return xyz if all(v == -1 for v in xyz) or all(v >= 0 for v in xyz) else None
-
-
-def repair_submission(submission: Path, sample: Path) -> int:
-    """Rewrite ``submission`` valid: the sample's ids in its order, each valid row kept, -1 for the rest.
-    Returns the number of rows that became -1."""
-    rows = {}
-    if submission.is_file():
-        with open(submission, newline="") as f:
-            for r in list(csv.reader(f))[1:]:
-                if r and r[0] not in rows and _coords(r[1:]) is not None:
-                    rows[r[0]] = r[1:]
-    with open(sample, newline="") as f:
-        ref = list(csv.reader(f))
-    tmp = submission.with_name(submission.name + ".tmp")
-    fixed = 0
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(ref[0])
-        for r in ref[1:]:
-            if r:
-                fixed += r[0] not in rows
-                w.writerow([r[0], *rows.get(r[0], ["-1"] * (len(ref[0]) - 1))])
-    os.replace(tmp, submission)
-    return fixed
 
 
 def environment_report(names: list[str]) -> dict:
@@ -152,6 +106,10 @@ class Run:
         self.python = os.environ.get("MOTORFINDER_PYTHON") or sys.executable
         self.device = os.environ.get("MOTORFINDER_DEVICE", "cuda")
         self.competition = self.root / "input" / str(self.settings.get("competition", ""))
+        self.task = str(self.settings.get("task", "motors"))
+        self.test_input = self.competition / str(self.settings.get("test_input", "test"))
+        sample = self.settings.get("sample_submission", "sample_submission.csv")
+        self.sample = self.competition / str(sample) if sample else None
         self.working = self.root / "working"
         self.submission = self.working / "submission.csv"
         self.status: dict = {"dataset": str(self.dataset), "device": self.device, "steps": {}}
@@ -218,8 +176,9 @@ class Run:
         """Versions as installed, the GPUs, ONNX Runtime's providers; and where the image differs from what
         the build assumed (``kaggle_image_packages.txt``)."""
         image = self.record.get("image", {})
+        asked = {re.split(r"[<>=!~;\[ ]", str(r), maxsplit=1)[0] for r in self.record.get("requirements", [])}
         names = sorted({*image, "onnxruntime", "onnxruntime-gpu", "cupy-cuda12x", "tensorrt", "tensorrt-cu12",
-                        "tensorrt-cu12-libs", "mrcfile", "simplejpeg"})
+                        "tensorrt-cu12-libs", "mrcfile", "simplejpeg", *asked})
         # this module from the wheel file: the report works even when the install did not
         env = dict(os.environ, PYTHONPATH=str(self.dataset / self.record["wheel"]))
         proc = subprocess.run([self.python, "-m", "kaggle_builder.runtime", "--environment", json.dumps(names)],
@@ -342,9 +301,9 @@ class Run:
             flags = ["--device", "cpu", "--workers", "1"]
         else:
             flags = ["--devices", str(self.settings.get("devices", "all"))]
-        cmd = [self.python, "-m", "inference", "predict", "--manifest", self.manifest,
-               "--input", self.competition / "test", "--sample-submission", self.competition / "sample_submission.csv",
-               "--output", self.submission, *flags, "--deadline-h", f"{left_h:.3f}",
+        sample = ["--sample-submission", self.sample] if self.sample is not None else []
+        cmd = [self.python, "-m", "inference", "predict", "--manifest", self.manifest, "--input", self.test_input,
+               *sample, "--output", self.submission, *flags, "--deadline-h", f"{left_h:.3f}",
                "--work-dir", self.working / "work", "--no-progress"]
         rc, out = self._sh(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         tail = [ln for ln in out.splitlines() if ln.strip()][-1:] or [""]
@@ -352,8 +311,16 @@ class Run:
 
     @_step("submission", lambda run: ["the check failed: see above"])
     def check_submission(self) -> list[str]:
-        """Every sample id once, the sample's columns, valid numbers; anything else is repaired (-1)."""
-        sample = self.competition / "sample_submission.csv"
+        """Motors: every sample id once, the sample's columns, valid numbers; anything else is repaired (-1).
+        Particles: the header, ids 0..n-1, the manifest's particle types, finite x y z; invalid rows dropped."""
+        return self._check_particles() if self.task == "particles" else self._check_motors()
+
+    def _checked(self, problems: list[str]) -> list[str]:
+        self._note("submission", not problems, "valid" if not problems else "repaired: " + "; ".join(problems))
+        return problems
+
+    def _check_motors(self) -> list[str]:
+        sample = self.sample or self.competition / "sample_submission.csv"
         if not sample.is_file():
             self._note("submission", False, f"{sample} is missing: cannot check or repair the submission")
             return [f"no {sample.name}"]
@@ -363,11 +330,22 @@ class Run:
             print(f"submission repaired ({'; '.join(problems)}): {fixed} tomogram(s) written as -1")
         with open(self.submission, newline="") as f:
             rows = list(csv.reader(f))[1:]
-        motors = sum(1 for r in rows if r and _coords(r[1:]) not in (None, [-1.0] * 3))
+        motors = sum(1 for r in rows if r and motor_coords(r[1:]) not in (None, [-1.0] * 3))
         print(f"submission OK: {len(rows)} tomograms, {motors} with a motor, {len(rows) - motors} without; "
               f"{(time.time() - self.t0) / 60:.1f} min in total")
-        self._note("submission", not problems, "valid" if not problems else "repaired: " + "; ".join(problems))
-        return problems
+        return self._checked(problems)
+
+    def _check_particles(self) -> list[str]:
+        types = [str(t) for t in self.record.get("particle_types", [])]
+        problems = particle_problems(self.submission, types)
+        if problems:
+            dropped = repair_particles(self.submission, types)
+            print(f"submission repaired ({'; '.join(problems)}): {dropped} invalid row(s) dropped")
+        runs_dir = self.test_input / "ExperimentRuns"
+        runs = sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+        print(f"submission OK: {particle_summary(self.submission, runs)}; "
+              f"{(time.time() - self.t0) / 60:.1f} min in total")
+        return self._checked(problems)
 
 
 def main(argv: list[str] | None = None) -> int:

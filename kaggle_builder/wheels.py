@@ -38,6 +38,10 @@ TENSORRT_VERSION = "10.16.1.11"
 TENSORRT = tuple(f"{name}=={TENSORRT_VERSION}" for name in
                  ("tensorrt-cu12", "tensorrt-cu12-bindings", "tensorrt-cu12-libs"))
 NVIDIA_INDEX = "https://pypi.nvidia.com"
+# The particles task (--target czii) beyond the package's own dependencies: pyproject's `zarr` extra (zarr 3
+# reads the runs' OME-Zarr; its fsspec only serves URL sources, and the test runs are local folders) and its
+# `particles` extra (scikit-image's watershed, cc3d's labelling for the decoders).
+PARTICLES = ("zarr>=3", "scikit-image>=0.22", "connected-components-3d>=3.12")
 # Requirements published as sdists only: built into the wheelhouse (pure Python, no dependencies bundled)
 # before the wheels are downloaded.
 SDIST_ONLY = frozenset({"tensorrt-cu12"})
@@ -61,12 +65,15 @@ class ShippedWheel:
     path: Path                       # in the wheelhouse (copied into the dataset)
 
 
-def wheel_groups(tensorrt: bool = False) -> list[WheelGroup]:
-    groups = [
-        WheelGroup(PACKAGE, (), "motorfinder's dependencies that the image lacks"),
-        WheelGroup("onnxruntime-gpu", (ONNXRUNTIME_GPU,), "ONNX Runtime with the CUDA and TensorRT providers "
-                   "(CUDA 12 builds; the image has no ONNX Runtime)"),
-    ]
+def wheel_groups(tensorrt: bool = False, task: str = "motors") -> list[WheelGroup]:
+    """The wheel folders of a build, in install order: the package's, the task's (particles), ONNX Runtime's,
+    TensorRT's (``tensorrt``)."""
+    groups = [WheelGroup(PACKAGE, (), "motorfinder's dependencies that the image lacks")]
+    if task == "particles":
+        groups.append(WheelGroup("particles", PARTICLES, "the particles task: zarr 3 for the runs' OME-Zarr, the "
+                                 "decoders' scikit-image and connected-components-3d"))
+    groups.append(WheelGroup("onnxruntime-gpu", (ONNXRUNTIME_GPU,), "ONNX Runtime with the CUDA and TensorRT "
+                             "providers (CUDA 12 builds; the image has no ONNX Runtime)"))
     if tensorrt:
         groups.append(WheelGroup("tensorrt", TENSORRT, f"TensorRT {TENSORRT_VERSION} for native engines and ONNX "
                                  "Runtime's TensorRT provider (optional: without it the notebook runs ONNX Runtime's "

@@ -16,7 +16,7 @@ from inference.synth.demo_models import write_demo_models
 from kaggle_builder import ownership
 from kaggle_builder.build import build
 from kaggle_builder.config import BuildConfig, slug_of_title
-from kaggle_builder.target import COMPETITION, KAGGLE_LICENSES, MANIFEST_NAME, RECORD_NAME
+from kaggle_builder.target import BYU, KAGGLE_LICENSES, MANIFEST_NAME, RECORD_NAME
 from kaggle_builder.wheels import ONNXRUNTIME_GPU
 from tests.kaggle_builder.kaggle_helpers import DATASET_ID, KERNEL_ID, cfg, fake_source, fake_wheel
 
@@ -58,7 +58,7 @@ def test_kernel_metadata_has_kaggles_fields(built):
     assert meta["id"] == KERNEL_ID and slug_of_title(meta["title"]) == KERNEL_ID.split("/")[1]
     assert (built.notebook_dir / meta["code_file"]).is_file()
     assert meta["enable_gpu"] is True and meta["enable_internet"] is False and meta["is_private"] is True
-    assert meta["dataset_sources"] == [DATASET_ID] and meta["competition_sources"] == [COMPETITION]
+    assert meta["dataset_sources"] == [DATASET_ID] and meta["competition_sources"] == [BYU.competition]
     assert meta["machine_shape"] == "NvidiaTeslaT4"
 
 
@@ -97,7 +97,7 @@ def test_notebook_cells_are_short_calls_into_the_runtime(built):
     find, settings, install, doctor, engines, predict, check = code
     assert 'os.environ.get("KAGGLE_ROOT", "/kaggle")' in find and repr(built.wheel.name) in find
     assert "'motor-offline'" in find and "from kaggle_builder import runtime" in find
-    assert f"'competition': {COMPETITION!r}" in settings and "'devices': 'all'" in settings
+    assert f"'competition': {BYU.competition!r}" in settings and "'devices': 'all'" in settings
     assert "RUN.install()" in install and "RUN.print_environment()" in install
     assert "RUN.check_device()" in doctor
     assert "RUN.build_engines()" in engines and "RUN.predict()" in predict and "RUN.check_submission()" in check

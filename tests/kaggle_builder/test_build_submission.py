@@ -50,13 +50,13 @@ def test_help_documents_every_option():
     text = parser.format_help()
     for opt in ("--dry-run", "--profile", "--no-wheels", "--engines", "--dataset-id", "--kernel-id", "--gpus",
                 "--test-tomograms", "--profile-scale", "--gpu-seconds-per-window", "--demo", "--cpu-machines",
-                "--dry-run-seed", "--cache-dir"):
+                "--dry-run-seed", "--cache-dir", "--target"):
         assert opt in text
 
 
 def test_the_entry_point_is_thin_and_the_builder_modules_small():
     assert len((REPO / "build_submission.py").read_text().splitlines()) <= 200
-    for path in sorted((REPO / "export" / "kaggle").glob("*.py")):
+    for path in sorted((REPO / "kaggle_builder").glob("*.py")):
         assert len(path.read_text().splitlines()) < 400, path.name
 
 
@@ -66,7 +66,7 @@ def test_demo_summary_prints_absolute_paths_and_why_the_f2_differs(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     score = dict(f2=0.9, precision=0.8, recall=1.0, tp=8, fp=2, fn=0, tn=14)
     dry = SimpleNamespace(executed=Path("out/demo/dryrun/x.ipynb"), submission=Path("out/demo/dryrun/s.csv"),
-                          n_tomograms=3, score=dict(score, f2=0.5))
+                          n_tomograms=3, score=dict(score, f2=0.5), headline="F2 0.500")
     text = DemoSummary(data_dir=Path("out/demo/data"), manifest=Path("out/demo/models/manifest.yaml"),
                        submission=Path("out/demo/submission.csv"), candidates_dir=Path("out/demo/candidates"),
                        score=score, threshold="t", seconds={"synth": 1.0}, dry_run=dry).render()

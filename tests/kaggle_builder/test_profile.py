@@ -16,11 +16,12 @@ from inference.manifest.parse import load_manifest, parse_manifest
 from inference.synth.demo_models import write_demo_models
 from kaggle_builder.cost import T4_PEAK_FLOPS, flops_bound_seconds, onnx_flops, parse_flops_md, reference_windows
 from kaggle_builder.profile import HOST_SEGMENT, MemberMeasure, TomoMeasure, parse_gpu_seconds, profile_report
-from kaggle_builder.profile_render import Y_TOP_H, markdown
+from kaggle_builder.profile_render import Y_TOP, markdown
 from kaggle_builder.profile_run import run_profile
-from kaggle_builder.target import MEDIAN_SHAPE, MEDIAN_SPACING_A
+from kaggle_builder.target import BYU
 
 REPO = Path(__file__).resolve().parents[2]
+MEDIAN_SHAPE, MEDIAN_SPACING_A = BYU.median_shape, BYU.median_spacing_A
 STAGES = dict(read=2.0, resample=3.0, engine=10.0, stitch=5.0, decode=1.0, fusion=0.5)
 
 
@@ -51,7 +52,7 @@ def test_measured_and_projected_rows(demo_manifest):
     assert rep.hours(cpu) == pytest.approx(cpu.per_tomogram_s * 900 / 1 / 3600)
     # T4 rows = host stages measured here + the engine at the peak
     assert m3.flops_source == "flops.md" and m2.flops_source == "ONNX count"
-    assert m3.windows == reference_windows(manifest.member("demo3d"), 16.0)
+    assert m3.windows == reference_windows(manifest.member("demo3d"), 16.0, MEDIAN_SHAPE, MEDIAN_SPACING_A)
     assert fp16.segments["demo3d"] == pytest.approx(flops_bound_seconds(m3.windows, 2e12, T4_PEAK_FLOPS["fp16"]))
     assert fp16.segments[HOST_SEGMENT] == pytest.approx(rep.host_s) and fp16.workers == 2
     assert rep.hours(fp32) == pytest.approx(fp32.per_tomogram_s * 900 / 2 / 3600)
@@ -69,7 +70,7 @@ def test_a_small_tomogram_is_scaled_up(demo_manifest):
     measured = [_measure(m.name, small, spacing, **{k: 1.0 for k in STAGES}) for m in manifest.members]
     m3 = profile_report(manifest, measured, machine="test").members[0]
     m = manifest.member("demo3d")
-    w_ratio = reference_windows(m, 16.0) / reference_windows(m, 16.0, small, spacing)
+    w_ratio = reference_windows(m, 16.0, MEDIAN_SHAPE, MEDIAN_SPACING_A) / reference_windows(m, 16.0, small, spacing)
     v_ratio = math.prod(MEDIAN_SHAPE) / math.prod(small)
     assert m3.stage_s["engine"] == pytest.approx(w_ratio) and m3.stage_s["stitch"] == pytest.approx(w_ratio)
     assert m3.stage_s["read"] == pytest.approx(v_ratio)
@@ -82,9 +83,9 @@ def test_reference_windows_of_the_shipped_members():
     m = parse_manifest(yaml.safe_load(shipped.read_text()), shipped, check_files=False)
     # 300x960x928 at 13.1 Å -> floor(n*13.1/16) = 245x786x759 (half-pixel): end-placed 224x448x448 windows at
     # overlap 0 start at 0 and m-p on each axis: 2x2x2, x 2 TTA
-    assert reference_windows(m.member("x3d_m"), 16.0) == 2 * 2 * 2 * 2
+    assert reference_windows(m.member("x3d_m"), 16.0, MEDIAN_SHAPE, MEDIAN_SPACING_A) == 2 * 2 * 2 * 2
     # 2d: floor(300*13.1/32) = 122 slices, 3-slice windows every 3 (the last at 119): 41 windows of 896x896, x 2 TTA
-    assert reference_windows(m.member("maxvit_tiny"), 16.0) == 41 * 2
+    assert reference_windows(m.member("maxvit_tiny"), 16.0, MEDIAN_SHAPE, MEDIAN_SPACING_A) == 41 * 2
 
 
 def test_flops_table_and_onnx_count(tmp_path):
@@ -129,11 +130,11 @@ def test_run_profile_writes_table_json_and_a_linear_plot(demo_manifest, tmp_path
                               decode=0.01, fusion=0.001) for m in man.members)
 
     res = run_profile(demo_manifest, tmp_path / "profile", profile_tomograms=1, scale=0.1, measure=measure)
-    assert res.png.read_bytes()[:4] == b"\x89PNG" and seen["ylim"] == (0, Y_TOP_H)
+    assert res.png.read_bytes()[:4] == b"\x89PNG" and seen["ylim"] == (0, Y_TOP * 9.0)
     assert "Projection: 900 tomograms" in res.markdown.read_text()
     data = json.loads(res.json.read_text())
     assert [m["name"] for m in data["members"]] == [m.name for m in manifest.members]
     for sc in data["scenarios"]:
         assert sc["hours"] == pytest.approx(sc["per_tomogram_s"] * 900 / sc["workers"] / 3600)
-    assert data["scenarios"][0]["hours"] > Y_TOP_H  # off the chart: drawn cut, labelled
+    assert data["scenarios"][0]["hours"] > Y_TOP * 9.0  # off the chart: drawn cut, labelled
     assert "CPU here, 1 machine" in res.render() and "measured" in res.render()

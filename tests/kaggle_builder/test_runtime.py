@@ -14,8 +14,8 @@ import export.tensorrt as trt_mod
 import export.tensorrt_cache as cache_mod
 from inference.engines.tensorrt_sidecar import RuntimeEnv
 from inference.manifest.parse import load_manifest
-from kaggle_builder import runtime
-from kaggle_builder.target import COMPETITION, RECORD_NAME, STATUS_NAME
+from kaggle_builder import runtime, submission_check
+from kaggle_builder.target import BYU, RECORD_NAME, STATUS_NAME
 
 HEADER = "tomo_id,Motor axis 0,Motor axis 1,Motor axis 2\n"
 PIP_MISSING = ("Looking in links: /kaggle/input/x/wheels/motorfinder\n"
@@ -41,18 +41,19 @@ def test_submission_problems_and_repair(tmp_path):
     sample.write_text(HEADER + "a,-1,-1,-1\nb,-1,-1,-1\nc,-1,-1,-1\n")
     good = tmp_path / "g.csv"
     good.write_text(HEADER + "a,1,2,3\nb,-1,-1,-1\nc,0,0,0\n")
-    assert runtime.submission_problems(good, sample) == []
+    assert submission_check.submission_problems(good, sample) == []
     bad = tmp_path / "b.csv"
     bad.write_text(HEADER + "b,1,-1,3\na,nan,2,3\na,1,2,3\n")
-    problems = " ".join(runtime.submission_problems(bad, sample))
+    problems = " ".join(submission_check.submission_problems(bad, sample))
     assert "tomo_ids differ" in problems and "'c'" in problems and "'a'" in problems  # missing c, duplicated a
     assert "2 row(s) without finite coordinates" in problems
-    assert runtime.repair_submission(bad, sample) == 2  # b (partial) and c (missing) become -1; a's valid row stays
+    # b (partial) and c (missing) become -1; a's valid row stays
+    assert submission_check.repair_submission(bad, sample) == 2
     assert bad.read_text() == HEADER + "a,1,2,3\nb,-1,-1,-1\nc,-1,-1,-1\n"
-    assert runtime.submission_problems(bad, sample) == []
+    assert submission_check.submission_problems(bad, sample) == []
     cols = tmp_path / "c.csv"
     cols.write_text("id,x\n")
-    assert "columns" in runtime.submission_problems(cols, sample)[0]
+    assert "columns" in submission_check.submission_problems(cols, sample)[0]
 
 
 # --------------------------------------------------------------------------- a run
@@ -103,7 +104,7 @@ def kaggle(tmp_path, monkeypatch):
               "wheel_groups": ["motorfinder", "onnxruntime-gpu"], "requirements": ["onnxruntime-gpu>=1.20,<1.27"],
               "image": {"numpy": "0.0.1"}, "engine_members": {}, "version": "0.1.0"}
     (ds / RECORD_NAME).write_text(json.dumps(record))
-    comp = root / "input" / COMPETITION
+    comp = root / "input" / BYU.competition
     (comp / "test").mkdir(parents=True)
     (comp / "sample_submission.csv").write_text(HEADER + "tomo_a,-1,-1,-1\ntomo_b,-1,-1,-1\n")
     fake = tmp_path / "python"
@@ -113,7 +114,8 @@ def kaggle(tmp_path, monkeypatch):
     monkeypatch.setenv("MOTORFINDER_PYTHON", str(fake))
     monkeypatch.setenv("FAKE_LOG", str(log))
     monkeypatch.setenv("MOTORFINDER_DEVICE", "cpu")
-    settings = {"competition": COMPETITION, "devices": "all", "budget_h": 8.5, "fp16_engines": True}
+    settings = {"competition": BYU.competition, "task": "motors", "test_input": "test",
+                "sample_submission": "sample_submission.csv", "devices": "all", "budget_h": 8.5, "fp16_engines": True}
     return types.SimpleNamespace(root=root, ds=ds, comp=comp, log=log, settings=settings,
                                  calls=lambda: [json.loads(ln) for ln in log.read_text().splitlines()])
 
@@ -305,4 +307,5 @@ def test_the_runtime_imports_only_the_standard_library():
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['kaggle_builder', 'kaggle_builder.runtime', 'kaggle_builder.target'] []"
+    assert out.strip() == ("['kaggle_builder', 'kaggle_builder.runtime', 'kaggle_builder.submission_check', "
+                           "'kaggle_builder.target'] []")

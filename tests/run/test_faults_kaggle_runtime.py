@@ -41,13 +41,13 @@ def _kaggle_tree(tmp_path, record: str | None) -> tuple[Path, Path]:
 @pytest.mark.parametrize("record", [None, "not json", '{"wheel": ""}'])
 def test_the_notebook_never_raises_and_ends_with_a_valid_submission(tmp_path, monkeypatch, capsys, record):
     from kaggle_builder import runtime
-    from kaggle_builder.target import COMPETITION, RECORD_NAME
+    from kaggle_builder.target import BYU, RECORD_NAME
 
     root, ds = _kaggle_tree(tmp_path, record)
     if record is not None:
         (ds / "motorfinder-build.json").rename(ds / RECORD_NAME)
     monkeypatch.setenv("MOTORFINDER_PYTHON", str(tmp_path / "no-such-python"))
-    run = runtime.Run(root, ds, {"competition": COMPETITION, "gpus": 1, "budget_h": 8.5, "fp16_engines": False})
+    run = runtime.Run(root, ds, {"competition": BYU.competition, "gpus": 1, "budget_h": 8.5, "fp16_engines": False})
     assert run.install() is False and run.print_environment() is None
     run.build_engines()
     assert run.predict() is False
@@ -58,12 +58,12 @@ def test_the_notebook_never_raises_and_ends_with_a_valid_submission(tmp_path, mo
 
 def test_the_notebooks_predict_with_a_missing_interpreter_is_a_step_failure(tmp_path, monkeypatch, capsys):
     from kaggle_builder import runtime
-    from kaggle_builder.target import COMPETITION, RECORD_NAME
+    from kaggle_builder.target import BYU, RECORD_NAME
 
     root, ds = _kaggle_tree(tmp_path, None)
     (ds / RECORD_NAME).write_text(json.dumps({"wheel": "motorfinder-0.1.0-py3-none-any.whl"}))
     monkeypatch.setenv("MOTORFINDER_PYTHON", str(tmp_path / "no-such-python"))
-    run = runtime.Run(root, ds, {"competition": COMPETITION, "gpus": 1, "budget_h": 8.5, "fp16_engines": False})
+    run = runtime.Run(root, ds, {"competition": BYU.competition, "gpus": 1, "budget_h": 8.5, "fp16_engines": False})
     run.status["steps"]["install"] = {"ok": True}  # as if installed: predict itself cannot start python
     assert run.predict() is False
     assert "predict FAILED: FileNotFoundError" in capsys.readouterr().out
