@@ -76,6 +76,9 @@ def add_cli(sub) -> None:
     p.add_argument("--restart", action="store_true", help="discard the results in the work folder and start over "
                    "(removes only the files a run wrote there)")
     p.add_argument("--retries", type=int, default=1, help="re-runs of a tomogram whose worker died (default 1)")
+    p.add_argument("--read-retries", type=int, default=2, help="reads again of a source whose read failed with an "
+                   "error that can pass by itself (EIO, a timeout, a dropped connection), after 0.2 s, 0.4 s, ... "
+                   "(default 2)")
     p.add_argument("--deadline-h", type=float, default=None, help="time budget in hours from the start of predict: "
                    "when the projected finish exceeds it, drop TTA, then the lowest-weight members, then keep the "
                    "single fastest member; past it, start nothing more (the rest is written as -1). Kaggle: ~8.5")
@@ -152,8 +155,9 @@ def _check_predict_options(args) -> None:
     if args.deadline_h is not None and not (math.isfinite(args.deadline_h) and args.deadline_h > 0):
         raise InputError(None, f"--deadline-h {args.deadline_h} must be a number of hours > 0",
                          "pass the hours left, e.g. 8.5")
-    if args.workers < 0 or args.retries < 0:
-        raise InputError(None, "--workers and --retries must be >= 0", "pass e.g. --workers 2 --retries 1")
+    if args.workers < 0 or args.retries < 0 or args.read_retries < 0:
+        raise InputError(None, "--workers, --retries and --read-retries must be >= 0",
+                         "pass e.g. --workers 2 --retries 1 --read-retries 2")
     for name in ("threads", "read_threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -188,6 +192,7 @@ def run_cli(args) -> int:
         work_dir=args.work_dir,
         restart=args.restart,
         retries=args.retries,
+        read_retries=args.read_retries,
         deadline_h=args.deadline_h,
         **_scale_settings(args),
     )

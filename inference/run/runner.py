@@ -77,7 +77,9 @@ class PredictConfig:
     and how fast it runs (``backend``, ``workers``, ``devices``, threads) never changes a byte of the
     output. ``deadline_h`` may lower the ensemble for tomograms the budget cannot fit otherwise (each
     result records its level; :mod:`inference.run.deadline`); ``retries`` is how often a tomogram whose
-    worker died is run again. Frozen: the runner makes a copy when it resolves ``devices='all'``.
+    worker died is run again; ``read_retries`` how often a source whose read failed with an error that can
+    pass by itself (EIO, a timeout, a dropped connection: :mod:`inference.io.read_retry`) is read again
+    before its tomogram fails. Frozen: the runner makes a copy when it resolves ``devices='all'``.
     """
 
     manifest: Manifest
@@ -96,6 +98,7 @@ class PredictConfig:
     work_dir: Path | None = None           # per-tomogram results; default <output>.work
     restart: bool = False                  # discard the work folder's results first
     retries: int = 1                       # re-runs of a tomogram whose worker died
+    read_retries: int = 2                  # reads again of a source after a transient read error
     write_every_s: float = 5.0             # rewrite the submission at most this often while running
     deadline_h: float | None = None        # time budget of this run (deadline guard); None: no guard
     zarr_level: int | str = 0              # OME-Zarr level read: an index or "auto" (inference.io.omezarr)
@@ -348,6 +351,10 @@ def finish_run(run: Run) -> PredictResult:
     else:
         logger.info("%s (thresholds per class: %s)", decision.describe(),
                     ", ".join(f"{c.name} {c.threshold:g}" for c in task.classes))
+    retried = {t: r.read_retries for t, r in results.items() if r.read_retries}
+    if retried:
+        logger.info("reads retried after a transient error: %d time(s) on %d tomogram(s): %s", sum(retried.values()),
+                    len(retried), name_list(sorted(retried)))
     if failures:
         logger.warning("%d tomogram(s) failed and %s: %s", len(failures), absent,
                        "; ".join(f"{t}: {e}" for t, e in sorted(failures.items())[:5]))
