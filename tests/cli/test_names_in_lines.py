@@ -19,7 +19,7 @@ from inference.synth.demo_models import write_demo_models
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = ["tomo_nl\nx", "tomo_tab\tx", "tomo_\x1b[31mred", 'tomo_q"uote']
-LINE = re.compile(r"^((DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: |error: |\s)")
+LINE = re.compile(r"^((DEBUG|INFO|WARNING|ERROR|CRITICAL) (worker\d+ )?[\w.]+: |error: |\s)")
 
 
 def test_escaped_writes_control_characters_as_escapes_and_leaves_the_rest():
