@@ -1,12 +1,15 @@
-"""Regenerate every benchmark table: bench/results/<name>.md (+ .json) and the sections of docs/BENCHMARKS.md.
+"""Regenerate every benchmark table: bench/results/<name>.md (+ .json) and the sections of docs/BENCHMARKS.md
+(and of the other documents a table names, e.g. docs/RELIABILITY.md's chaos run).
 
     python bench/run_all.py [--quick] [--only NAME ...] [--python GROUP=PATH ...] [--list]
 
 Each table is one script of bench/ run in its own process, one after the other (never two at once: they
 time each other otherwise). Its report replaces the text between ``<!-- bench:NAME -->`` and
-``<!-- /bench:NAME -->`` in docs/BENCHMARKS.md; the prose outside the markers is kept.
+``<!-- /bench:NAME -->`` in its document (docs/BENCHMARKS.md unless the table names another); the prose
+outside the markers is kept.
 
-* ``--quick``: smaller inputs, the same number of repeats (at least 5): under 10 minutes on 2 cores.
+* ``--quick``: smaller inputs, the same number of repeats (at least 5): under 10 minutes on 2 cores. A table
+  too long for it (``full_only``: the chaos run) is left out, its section kept as the last full run wrote it.
 * Libraries: the tables run on ``.[cpu,dev,bench]``; those of the ``export`` group need the ``[export]``
   extra (torch 2.14.1 + torchvision 0.29.1 + timm), ``ray`` needs ``[ray]`` and zarr. Where the interpreter
   of a group lacks them, the table is not rerun and its section says so (with the last report run_all
@@ -37,6 +40,7 @@ from _report import RUN_ALL_ENV, command_line, doc_body, markdown_table, provena
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "BENCHMARKS.md"
+DOCS = ROOT / "docs"
 GROUPS = {
     "bench": ("the `[cpu,dev,bench]` extras (MONAI and torch, CPU build)", ()),
     "export": ("the `[export]` extra (torch 2.14.1 + torchvision 0.29.1 + timm that load together)",
@@ -53,7 +57,9 @@ class Table:
     quick: tuple[str, ...] = ()
     group: str = "bench"
     needs: tuple[str, ...] = ()  # modules imported by the script (besides the package)
-    minutes: float = 1.0  # rough --quick time on 2 cores, for --list
+    minutes: float = 1.0  # rough --quick time on 2 cores (a full_only table: its full time), for --list
+    doc: str | None = None  # the document (in docs/) holding its section; None: docs/BENCHMARKS.md (--doc)
+    full_only: bool = False  # too long for --quick: run only by the full run
 
     def modules(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*GROUPS[self.group][1], *self.needs)))
@@ -78,6 +84,7 @@ TABLES = (
     Table("run_checks", "bench_run_checks.py", (), ("--n", "20", "--slices", "100"), minutes=0.4),
     Table("scale", "bench_scale.py", (), ("--n", "2", "--scale", "0.1"), group="ray", minutes=1.5),
     Table("portal", "project_portal.py", (), (), minutes=0.1),
+    Table("chaos", "chaos.py", (), (), group="ray", doc="RELIABILITY.md", full_only=True, minutes=8.0),
 )
 
 
@@ -204,6 +211,11 @@ def consistency(outcomes: list[Outcome], command: str, total: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def doc_of(t: Table, default: Path = DOC) -> Path:
+    """The document holding ``t``'s section: ``docs/<t.doc>``, or ``default`` (docs/BENCHMARKS.md, ``--doc``)."""
+    return DOCS / t.doc if t.doc else default
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog="tables: " + ", ".join(t.name for t in TABLES))
@@ -211,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", metavar="NAME", help="only these tables (the others' sections are kept)")
     ap.add_argument("--python", action="append", default=[], metavar="GROUP=PATH",
                     help=f"the interpreter for a group of tables ({', '.join(GROUPS)}); default: this one")
-    ap.add_argument("--doc", type=Path, default=DOC, help="the document whose sections are replaced")
+    ap.add_argument("--doc", type=Path, default=DOC, help="the document whose sections are replaced (tables that "
+                    "name another document, e.g. the chaos run's docs/RELIABILITY.md, write there)")
     ap.add_argument("--list", action="store_true", help="list the tables and exit")
     args = ap.parse_args(argv)
     pythons = {g: sys.executable for g in GROUPS}
@@ -227,19 +240,25 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--only: unknown table(s) {', '.join(sorted(set(args.only) - names))}; known: {', '.join(names)}")
     if args.list:
         for t in TABLES:
-            print(f"{t.name:15s} {t.group:7s} ~{t.minutes:.1f} min quick  bench/{t.script} "
+            when = "full run only" if t.full_only else "quick"
+            print(f"{t.name:15s} {t.group:7s} ~{t.minutes:.1f} min {when}  bench/{t.script} "
                   f"{shlex.join(t.quick if args.quick else t.full)}")
         return 0
-    args.doc.read_text()  # fail early on a missing document
+    chosen = [t for t in TABLES if not args.only or t.name in args.only]
+    if args.quick:
+        for t in (t for t in chosen if t.full_only):
+            print(f"== {t.name}: a full-run table (~{t.minutes:.0f} min): not run by --quick; its section is kept")
+        chosen = [t for t in chosen if not t.full_only]
+    for t in chosen:
+        doc_of(t, args.doc).read_text()  # fail early on a missing document
     command = command_line("run_all.py", argv)
     outcomes, t0 = [], time.perf_counter()
-    for t in TABLES:
-        if args.only and t.name not in args.only:
-            continue
+    for t in chosen:
         outcomes.append(run_table(t, pythons[t.group], args.quick, command))
         # read again and written after every table: prose edited meanwhile is kept, an interrupted run keeps
         # the tables it finished
-        args.doc.write_text(replace_section(args.doc.read_text(), t.name, section(outcomes[-1])))
+        doc = doc_of(t, args.doc)
+        doc.write_text(replace_section(doc.read_text(), t.name, section(outcomes[-1])))
     total = time.perf_counter() - t0
     report = consistency(outcomes, command, total)
     print(report)

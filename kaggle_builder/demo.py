@@ -76,6 +76,9 @@ class DemoSummary:
             for sc in p.report.scenarios():
                 lines.append(f"    {sc.name:<26}: {p.report.hours(sc):8.3g} h for {p.report.n_tomograms} tomograms "
                              f"({sc.kind}; limit {t.limit_h:g} h)")
+            note = p.report.host_bound_note()
+            if note:
+                lines.append(f"    {'why fp16 = fp32':<26}: {note}")
         lines.append("  time                : " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
         return "\n".join(lines)
 

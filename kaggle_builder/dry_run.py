@@ -99,6 +99,7 @@ def dry_run(result: BuildResult, root: Path, *, n: int | None = None, seed: int 
     """Execute ``result``'s notebook under ``root`` (an owned folder) and check what it wrote. ``n`` test
     tomograms at ``scale`` (default: the target's ``dry_run_tomograms`` and ``dry_run_scale``)."""
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
@@ -120,7 +121,10 @@ def dry_run(result: BuildResult, root: Path, *, n: int | None = None, seed: int 
         working.mkdir(parents=True)
 
         nb = nbformat.read(str(result.notebook), as_version=4)
-        client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3",
+        # the kernel talks over local sockets (IPC), not TCP: nothing leaves the machine, and the kernel has no
+        # "running over TCP without encryption" warning to print
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(root / "kernel-ipc"))
+        client = NotebookClient(nb, km=km, timeout=timeout_s, kernel_name="python3",
                                 resources={"metadata": {"path": str(working)}})
         executed = root / f"executed-{result.notebook.name}"
         logger.info("executing %s in %s (KAGGLE_ROOT), CPU, installing into %s", result.notebook.name, kaggle,

@@ -145,6 +145,19 @@ class ProfileReport:
                                 "host stages measured here + windows x the given GPU seconds per window"))
         return out
 
+    def host_bound_note(self) -> str | None:
+        """Why the T4 fp16 and fp32 projections come out alike, when they do: the host stages (measured here)
+        dwarf the engine's lower bound in both (the engine under 5 % of the fp32 total); else None."""
+        bounds = [m.bound_s(T4_PEAK_FLOPS["fp32"]) for m in self.members]
+        if not bounds or any(b is None for b in bounds):
+            return None
+        engine = sum(bounds)
+        if engine >= 0.05 * (engine + self.host_s):
+            return None
+        return (f"host-bound: the engine's T4 bound is {engine:.3g} s per tomogram even in fp32, beside "
+                f"{self.host_s:.3g} s of host stages measured here, so fp16 and fp32 project alike; the host stages "
+                "(on this CPU; less with --device cuda) decide")
+
     def hours(self, scenario: Scenario) -> float:
         return projection_hours(scenario.per_tomogram_s, self.n_tomograms, scenario.workers)
 

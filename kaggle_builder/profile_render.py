@@ -3,6 +3,7 @@ byu, 12 h czii) and the notebook's budget drawn; measured bars solid, projected 
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def markdown(report: ProfileReport, png_name: str | None = None) -> str:
         verdict = "fits" if h <= limit else f"over by {h / limit:.1f}x"
         lines.append(f"| {sc.name} | {sc.kind} | {sc.what} | {sc.per_tomogram_s:.3g} | {sc.workers} | {h:.3g} | "
                      f"{verdict} |")
+    note = r.host_bound_note()
+    if note:
+        lines += ["", f"Note: {note}."]
     lines += ["", "## Measured runs (unscaled, this machine)", "",
               "| member | tomo_id | shape | spacing (Å) | seconds |", "|---|---|---|---:|---:|"]
     for mm in r.measured:
@@ -117,11 +121,14 @@ def plot(report: ProfileReport, path: Path) -> Path:
     ax.set_xticklabels([f"{sc.name}\n({sc.kind})" for sc in scenarios], fontsize=8)
     ax.set_ylabel(f"hours for {report.n_tomograms} tomograms")
     ax.set_title("motorfinder run time: measured here (solid) and projected to T4s (hatched)", fontsize=10)
+    note = report.host_bound_note()
+    if note:  # identical fp16 and fp32 bars need their reason beside them
+        fig.text(0.01, 0.01, "\n".join(textwrap.wrap(note[0].upper() + note[1:], 110)), fontsize=7, va="bottom")
     lines = [h for h in ax.get_lines()]
     patches = [Patch(facecolor=colors[k], edgecolor="black", linewidth=0.4, label=k) for k in keys]
     patches.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="projected (not measured)"))
     ax.legend(handles=lines + patches, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 if note else 0, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -69,6 +69,9 @@ class ProfileResult:
             h = self.report.hours(sc)
             lines.append(f"  {sc.name:<28}: {sc.kind:<9} {sc.per_tomogram_s:9.3g} s/tomogram -> {h:8.3g} h for "
                          f"{self.report.n_tomograms} ({'fits' if h <= limit else 'over'} {limit:g} h)")
+        note = self.report.host_bound_note()
+        if note:
+            lines.append(f"  note                : {note}")
         lines += [f"  table               : {self.markdown.resolve()}",
                   f"  plot                : {self.png.resolve()}"]
         return "\n".join(lines)

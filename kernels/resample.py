@@ -15,11 +15,18 @@ affine normalization as the inference pipeline does it):
   it equals the separable NumPy reference bit-for-bit, float32 subnormals aside (CuPy compiles
   with ``-ftz=true`` and flushes them to zero; tests/kernels/test_kernels_emulated.py checks both).
 * ``grid='half_pixel'`` (PyTorch ``F.interpolate(..., align_corners=False, scale_factor=s/t,
-  recompute_scale_factor=False)``): with ``r = s / t`` the axis has ``floor(n * r)`` samples and
+  recompute_scale_factor=False)`` on the CPU, where the 3rd-place inference resampled its tomograms:
+  ``spacing_torch`` runs in the tomogram producer process with ``device=TOMO_SPACING_DEVICE = "cpu"``,
+  submit_3d.py:156, submit_2d.py:127): with ``r = s / t`` the axis has ``floor(n * r)`` samples and
   sample ``j`` reads ``u = max(float32(1/r) * (j + 0.5) - 0.5, 0)`` (float32, as PyTorch's CPU
   kernel): ``i0 = min(floor(u), n - 1)``, ``i1 = min(i0 + 1, n - 1)``, ``w = float32(u - i0)``.
   An axis with ``s == t`` exactly, or whose length does not change (``floor(n * r) == n``, i.e.
-  ``1 < r < 1 + 1/n``), is left as it is: PyTorch copies such an axis whatever the scale factor.
+  ``1 < r < 1 + 1/n``), is left as it is: the CPU kernel copies such an axis whatever the scale
+  factor (``compute_source_index_and_lambda``). PyTorch's CUDA kernel (``upsample_trilinear3d_out_frame``)
+  copies only when all three lengths are unchanged and samples every axis otherwise; the two differ
+  when an axis with ``s != t`` keeps its length while another axis changes (a 16.1 Å tomogram of 77
+  slices and more than 159 rows to 16 Å: the CPU copies z, CUDA reads slice ``j`` at ``(j + 0.5)/r -
+  0.5``). The recipe's tomograms never went through the CUDA kernel, so its rule is not offered.
   The interpolation itself is the same.
 * ``quantize='uint8'``: the interpolated value is truncated toward zero and clipped to [0, 255]
   (``.to(torch.uint8)`` on values that interpolation keeps inside the uint8 range).
@@ -58,9 +65,10 @@ QUANTIZE = ("none", "uint8")
 
 
 def is_identity_axis(src: float, dst: float, grid: str = "corner", n: int | None = None) -> bool:
-    """Whether an axis is left as it is. ``half_pixel`` follows PyTorch's CPU ``F.interpolate``: an axis
-    is copied when ``s == t`` or when its output length ``floor(n * s/t)`` equals ``n`` (``1 < s/t <
-    1 + 1/n``), whatever the scale factor (``compute_source_index_and_lambda`` in ATen's UpSample.h)."""
+    """Whether an axis is left as it is. ``half_pixel`` follows PyTorch's CPU ``F.interpolate`` (the
+    device the recipe resampled on, see the module doc): an axis is copied when ``s == t`` or when its
+    output length ``floor(n * s/t)`` equals ``n`` (``1 < s/t < 1 + 1/n``), whatever the scale factor and
+    the other axes (``compute_source_index_and_lambda``, ATen's UpSample.h)."""
     if grid == "corner":
         return math.isclose(src, dst)
     return src == dst or (n is not None and math.floor(n * (src / dst)) == n)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from inference.common.errors import EngineError
+from inference.common.names import escaped
 from inference.run.doctor import collect, verdict
 
 
@@ -35,7 +36,7 @@ def run_cli(args, import_module: Callable = importlib.import_module) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print("\n".join(report.lines()))
+        print("\n".join(escaped(line) for line in report.lines()))
     problem = verdict(report, args.device, args.ort_provider)
     if problem is not None:
         why, fix = problem

@@ -26,6 +26,8 @@ from inference.cli import synth as cli_synth
 from inference.cli import tools as cli_tools
 from inference.cli import tune as cli_tune
 from inference.common.errors import EngineError, InputError, one_line, write_error
+from inference.common.log_format import LineFormatter
+from inference.common.names import escaped
 from inference.version import __version__
 
 logger = logging.getLogger("inference")
@@ -72,12 +74,13 @@ class _TqdmSafeHandler(logging.StreamHandler):
 
 
 def configure_logging(level: int) -> None:
-    """Log to stderr as ``LEVEL name: message``, through tqdm; per-tomogram lines are DEBUG (``-v``).
+    """Log to stderr as ``LEVEL name: message`` (one line each, :mod:`inference.common.log_format`), through
+    tqdm; per-tomogram lines are DEBUG (``-v``).
 
     Like ``logging.basicConfig``: nothing changes where logging is configured already (a test runner).
     """
     handler = _TqdmSafeHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(LineFormatter())
     logging.basicConfig(level=level, handlers=[handler])
 
 
@@ -99,7 +102,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
         return int(args.func(args) or 0)
     except errors as exc:
         logger.debug("the traceback", exc_info=exc)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {escaped(exc)}", file=sys.stderr)
         return 2
     except Terminated:
         resume = "; what was done is saved: rerun the same command to resume" if args.func is cli_predict.run_cli else ""
@@ -121,9 +124,9 @@ def report_unexpected(exc: Exception) -> int:
     logger.debug("the traceback", exc_info=exc)
     if isinstance(exc, OSError) and exc.filename and exc.errno is not None:
         where = exc.filename2 or exc.filename  # a copy names its destination second
-        print(f"error: {write_error(where, exc, 'cannot read or write')}", file=sys.stderr)
+        print(f"error: {escaped(write_error(where, exc, 'cannot read or write'))}", file=sys.stderr)
         return 2
-    print(f"error: {one_line(exc)} (an unexpected error; -v shows the traceback)", file=sys.stderr)
+    print(f"error: {escaped(one_line(exc))} (an unexpected error; -v shows the traceback)", file=sys.stderr)
     return 1
 
 

@@ -8,6 +8,10 @@ import math
 from pathlib import Path
 
 from inference.common.errors import InputError
+from inference.common.names import escaped
+
+#: predict's exit code when tomograms were attempted and none succeeded (the submission is written all the same)
+EXIT_ALL_FAILED = 3
 
 
 def _devices(text: str) -> tuple[int, ...] | str:
@@ -38,13 +42,17 @@ def add_cli(sub) -> None:
     p = sub.add_parser(
         "predict", help="run the manifest's members over tomograms and write submission.csv",
         description="Run every member of a manifest over every tomogram source in --input (BYU slice folders, "
-                    ".mrc/.rec files, .npy volumes, OME-Zarr stores), decode candidate points, fuse members, "
+                    ".mrc/.rec/.map files, .npy volumes, OME-Zarr stores), decode candidate points, fuse members, "
                     "threshold, and write a submission.",
+        epilog=f"Exit codes: 0 done (failed tomograms are named and written as -1); {EXIT_ALL_FAILED} every tomogram "
+               "attempted failed (the submission is written all the same); 2 bad input or options, before any work "
+               "(one error: line); 1 an unexpected error; 130 interrupted; 143 terminated (SIGTERM). After 130, 143 "
+               "or a killed run, the same command resumes.",
     )
     p.add_argument("--manifest", required=True, type=Path, help="weights_manifest.yaml (paths inside are "
                    "relative to it)")
     p.add_argument("--input", required=True, type=Path, help="folder of tomogram sources (one sub-folder of "
-                   "slice_NNNN.jpg per tomo_id, .mrc/.rec/.npy files, .zarr OME-Zarr stores), a .txt file "
+                   "slice_NNNN.jpg per tomo_id, .mrc/.rec/.map/.npy files, .zarr OME-Zarr stores), a .txt file "
                    "listing sources one per line (paths, or fsspec URLs such as s3://.../TS_026.zarr), or a copick "
                    "project: its static root (holding ExperimentRuns/), the ExperimentRuns/ folder or its config "
                    "JSON (one tomogram per run, named by the run)")
@@ -68,6 +76,9 @@ def add_cli(sub) -> None:
     p.add_argument("--restart", action="store_true", help="discard the results in the work folder and start over "
                    "(removes only the files a run wrote there)")
     p.add_argument("--retries", type=int, default=1, help="re-runs of a tomogram whose worker died (default 1)")
+    p.add_argument("--read-retries", type=int, default=2, help="reads again of a source whose read failed with an "
+                   "error that can pass by itself (EIO, a timeout, a dropped connection), after 0.2 s, 0.4 s, ... "
+                   "(default 2)")
     p.add_argument("--deadline-h", type=float, default=None, help="time budget in hours from the start of predict: "
                    "when the projected finish exceeds it, drop TTA, then the lowest-weight members, then keep the "
                    "single fastest member; past it, start nothing more (the rest is written as -1). Kaggle: ~8.5")
@@ -144,8 +155,9 @@ def _check_predict_options(args) -> None:
     if args.deadline_h is not None and not (math.isfinite(args.deadline_h) and args.deadline_h > 0):
         raise InputError(None, f"--deadline-h {args.deadline_h} must be a number of hours > 0",
                          "pass the hours left, e.g. 8.5")
-    if args.workers < 0 or args.retries < 0:
-        raise InputError(None, "--workers and --retries must be >= 0", "pass e.g. --workers 2 --retries 1")
+    if args.workers < 0 or args.retries < 0 or args.read_retries < 0:
+        raise InputError(None, "--workers, --retries and --read-retries must be >= 0",
+                         "pass e.g. --workers 2 --retries 1 --read-retries 2")
     for name in ("threads", "read_threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -180,10 +192,15 @@ def run_cli(args) -> int:
         work_dir=args.work_dir,
         restart=args.restart,
         retries=args.retries,
+        read_retries=args.read_retries,
         deadline_h=args.deadline_h,
         **_scale_settings(args),
     )
     result = run_predict(cfg)
-    print(f"wrote {args.output}: {result.decision.describe()}; "
-          f"{len(result.failures)} failed; stages: {result.timer.summary()}")
+    if result.all_failed:
+        print(escaped(f"wrote {args.output}: every tomogram failed ({len(result.failures)}; the errors above name "
+                      f"each); exit code {EXIT_ALL_FAILED}"))
+        return EXIT_ALL_FAILED
+    print(escaped(f"wrote {args.output}: {result.decision.describe()}; "
+                  f"{len(result.failures)} failed; stages: {result.timer.summary()}"))
     return 0

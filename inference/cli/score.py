@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from inference.common.errors import InputError
+from inference.common.names import escaped
 from inference.evaluate.scoring import format_table, score_files
 
 TASKS = ("auto", "motors", "particles")
@@ -85,8 +86,8 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result.as_dict()))
         else:
-            print(f"labels: {len(labels.points)} point(s) in {len(labels.experiments)} experiment(s) "
-                  f"({labels.source}); submission: {len(submission)} point(s)")
+            print(escaped(f"labels: {len(labels.points)} point(s) in {len(labels.experiments)} experiment(s) "
+                          f"({labels.source}); submission: {len(submission)} point(s)"))
             print(format_particle_table(result))
         return 0
     if args.labels_user is not None:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from inference.common.errors import InputError
+from inference.common.names import escaped
 from inference.synth.generate import DEFAULT_SCALE, SPLITS, generate
 
 
@@ -68,10 +69,10 @@ def run_cli(args: argparse.Namespace) -> int:
         fmt=args.format or "jpeg",
     )
     n_motors = int((labels["Number of motors"] > 0).sum())
-    print(  # the command's result line (stdout), not a diagnostic
+    print(escaped(  # the command's result line (stdout), not a diagnostic
         f"synth: {labels['tomo_id'].nunique()} {split} tomograms, {n_motors} motors -> "
         f"{Path(args.out) / split} (labels {Path(args.out) / f'{split}_labels.csv'})"
-    )
+    ))
     return 0
 
 
@@ -86,9 +87,9 @@ def _run_particles(args: argparse.Namespace) -> int:
     labels = generate_particles(args.out, args.n, args.seed, scale=args.scale, overwrite=args.overwrite,
                                 progress=not (args.no_progress or args.quiet))
     counts = labels.groupby("particle_type").size()
-    print(  # the command's result line (stdout), not a diagnostic
+    print(escaped(  # the command's result line (stdout), not a diagnostic
         f"synth: {labels['experiment'].nunique()} particle runs, {len(labels)} particles "
         f"({', '.join(f'{k} {v}' for k, v in counts.items())}) -> {Path(args.out)} "
         f"(config {Path(args.out) / CONFIG_NAME}, labels {Path(args.out) / 'labels.csv'})"
-    )
+    ))
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from inference.common.errors import InputError
+from inference.common.names import escaped
 
 
 def add_cli(sub) -> None:
@@ -87,8 +88,8 @@ def _run_fuse(args) -> int:
     tables = [load_candidates(p) for p in args.candidates]
     fused = fuse_with(fusion, tables, weights, [str(p) for p in args.candidates])
     write_csv_atomic(fused, args.output)
-    print(f"wrote {args.output}: {len(fused)} fused points in {fused['tomo_id'].nunique()} tomograms "
-          f"from {sum(len(t) for t in tables)} candidates in {len(tables)} files")
+    print(escaped(f"wrote {args.output}: {len(fused)} fused points in {fused['tomo_id'].nunique()} tomograms "
+                  f"from {sum(len(t) for t in tables)} candidates in {len(tables)} files"))
     return 0
 
 
@@ -137,7 +138,7 @@ def _run_submit(args) -> int:
     order = submission_order(sorted(set(cands["tomo_id"])), args.sample_submission)
     decision = decide(best_per_tomogram(cands, order), threshold)
     write_csv_atomic(decision.submission, args.output)
-    print(f"wrote {args.output}: {decision.describe()}")
+    print(escaped(f"wrote {args.output}: {decision.describe()}"))
     return 0
 
 
@@ -198,7 +199,7 @@ def _run_show(args) -> int:
     spacing = spacings.pop() if spacings else (vol.header_spacing or DEFAULT_SPACING_A)
     out = show.render(vol.data, float(spacing), tomo_id, tables, truth, args.out, slab_A=args.slab_A,
                       near_A=args.near_A)
-    print(f"wrote {out}")
+    print(escaped(f"wrote {out}"))
     return 0
 
 
@@ -230,7 +231,7 @@ def _run_demo_models(args) -> int:
         from inference.synth.demo_models import write_demo_models
 
         path = write_demo_models(args.out, with_2d=args.with_2d)
-    print(f"wrote {path}")
+    print(escaped(f"wrote {path}"))
     return 0
 
 
@@ -265,5 +266,5 @@ def _run_show_particles(args) -> int:
     spacing = vol.header_spacing or CZII_SPACING_A
     out = render_particles(vol.data, float(spacing), experiment, classes, picks[picks["experiment"] == experiment],
                            truth, args.out, centre_A=args.at_A)
-    print(f"wrote {out}")
+    print(escaped(f"wrote {out}"))
     return 0

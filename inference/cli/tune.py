@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from inference.common.errors import InputError
+from inference.common.names import escaped
 
 logger = logging.getLogger(__name__)
 
@@ -84,5 +85,5 @@ def run_cli(args: argparse.Namespace) -> int:
         was = f"{before[c.name]:g}" if c.name in before else "-"
         print(f"{c.name:<22}{was:>9}{'-' if t is None else f'{t:g}':>8}{c.tp:>7}{c.fp:>7}{c.fn:>7}"
               f"{c.precision:>11.4f}{c.recall:>8.4f}{c.fbeta:>8.4f}")
-    print(f"score: {old.score:.6f} at the manifest's thresholds, {result.score:.6f} tuned -> {args.output}")
+    print(escaped(f"score: {old.score:.6f} at the manifest's thresholds, {result.score:.6f} tuned -> {args.output}"))
     return 0

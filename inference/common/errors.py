@@ -12,6 +12,8 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from inference.common.names import escaped
+
 
 class InputError(ValueError):
     """Bad user input: names the file, the problem and the fix."""
@@ -38,11 +40,13 @@ class ModelOutputError(EngineError):
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
-    """``exc`` as one line for the log: its type unless it is one of ours, the first line of its message."""
-    text = " ".join(str(exc).split("\n", 1)[0].split()) or type(exc).__name__
+    """``exc`` as one line for the log: its type unless it is one of ours, and its message: ours whole (a name
+    with a newline in it escaped, :func:`~inference.common.names.escaped`), another library's first line."""
+    ours = isinstance(exc, (InputError, EngineError))
+    message = str(exc) if ours else str(exc).split("\n", 1)[0]
+    text = " ".join(escaped(message).split()) or type(exc).__name__
     if len(text) > limit:
         text = text[:limit - 3] + "..."
-    ours = isinstance(exc, (InputError, EngineError))
     return text if ours or text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 

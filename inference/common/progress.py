@@ -1,4 +1,5 @@
-"""The tomogram progress bar (tqdm when it is there and wanted; else nothing), for every backend."""
+"""The progress bar (tqdm when it is there and wanted; else a stand-in that shows nothing): every backend's
+over tomograms, and the synthetic data's."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ class _NoBar:
         pass
 
 
-def progress_bar(total: int, done: int, enabled: bool):
-    """A bar over ``total`` tomograms starting at ``done`` (resumed ones), or a stand-in without output."""
+def progress_bar(total: int, done: int, enabled: bool, desc: str = "tomograms", unit: str = "tomo"):
+    """A bar over ``total`` items (tomograms by default) starting at ``done`` (resumed ones), or a stand-in
+    without output."""
     if not enabled:
         return _NoBar()
     try:
         from tqdm import tqdm
     except ImportError:
         return _NoBar()
-    return tqdm(total=total, initial=done, desc="tomograms", unit="tomo")
+    return tqdm(total=total, initial=done, desc=desc, unit=unit)

@@ -32,6 +32,17 @@ def matplotlib_pyplot():
     return plt
 
 
+def draw_slab(ax, volume: np.ndarray, c, k: int, half: int):
+    """Panel ``k`` of three: the mean of the slab ``c[k] - half .. c[k] + half`` across axis ``k``, titled;
+    returns ``(row axis, column axis, image)``."""
+    lo, hi = max(0, c[k] - half), min(volume.shape[k], c[k] + half + 1)
+    img = np.take(volume, np.arange(lo, hi), axis=k).astype(np.float32).mean(axis=k)
+    rows, cols = [a for a in range(3) if a != k]
+    ax.imshow(img, cmap="gray", interpolation="nearest")
+    ax.set_title(f"{AXES[k]} = {c[k]} (slab {hi - lo} voxels): {AXES[rows]} down, {AXES[cols]} across", fontsize=9)
+    return rows, cols, img
+
+
 def centre_point(tables: Mapping[str, pd.DataFrame], truth: np.ndarray, shape) -> tuple[np.ndarray, str]:
     """The best candidate over all tables, else the first labelled motor, else the volume centre."""
     best = None
@@ -58,12 +69,7 @@ def render(volume: np.ndarray, spacing_A: float, tomo_id: str, tables: Mapping[s
     half = max(0, int(round(slab_A / spacing_A / 2)))
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.4))
     for k, ax in enumerate(axes):
-        lo, hi = max(0, c[k] - half), min(volume.shape[k], c[k] + half + 1)
-        img = np.take(volume, np.arange(lo, hi), axis=k).astype(np.float32).mean(axis=k)
-        rows, cols = [a for a in range(3) if a != k]
-        ax.imshow(img, cmap="gray", interpolation="nearest")
-        ax.set_title(f"{AXES[k]} = {c[k]} (slab {hi - lo} voxels): {AXES[rows]} down, {AXES[cols]} across",
-                     fontsize=9)
+        rows, cols, img = draw_slab(ax, volume, c, k, half)
         for i, (name, df) in enumerate(tables.items()):
             pts = df[["z", "y", "x"]].to_numpy(float)
             keep = np.abs(pts[:, k] - centre[k]) * spacing_A <= near_A

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from inference.evaluate.show import AXES, COLOURS, matplotlib_pyplot
+from inference.evaluate.show import COLOURS, draw_slab, matplotlib_pyplot
 
 
 def render_particles(volume: np.ndarray, spacing_A: float, experiment: str, classes: Sequence, picks: pd.DataFrame,
@@ -31,12 +31,7 @@ def render_particles(volume: np.ndarray, spacing_A: float, experiment: str, clas
     truth = truth if truth is not None else pd.DataFrame(columns=["particle_type", "x", "y", "z"])
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.4))
     for k, ax in enumerate(axes):
-        lo, hi = max(0, c[k] - half), min(volume.shape[k], c[k] + half + 1)
-        img = np.take(volume, np.arange(lo, hi), axis=k).astype(np.float32).mean(axis=k)
-        rows, cols = [a for a in range(3) if a != k]
-        ax.imshow(img, cmap="gray", interpolation="nearest")
-        ax.set_title(f"{AXES[k]} = {c[k]} (slab {hi - lo} voxels): {AXES[rows]} down, {AXES[cols]} across",
-                     fontsize=9)
+        rows, cols, img = draw_slab(ax, volume, c, k, half)
         for table, marker in ((picks, "pick"), (truth, "truth")):
             zyx = table[["z", "y", "x"]].to_numpy(float).reshape(-1, 3) / spacing_A
             near = np.abs(zyx[:, k] - centre[k]) * spacing_A <= near_A

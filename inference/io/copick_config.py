@@ -25,6 +25,7 @@ from pathlib import Path
 
 from inference.common.atomic import write_text_atomic
 from inference.common.errors import InputError
+from inference.io.json_file import read_json
 
 _FIX = ("write a copick filesystem config: {\"config_type\": \"filesystem\", \"overlay_root\": \"local:///...\", "
         "\"static_root\": \"local:///...\", \"pickable_objects\": [...]}")
@@ -126,18 +127,7 @@ def parse_config(doc, path: str | Path) -> CopickConfig:
 def read_config(path: str | Path) -> CopickConfig:
     """Read and validate a copick filesystem config file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(path, "copick config not found", "check the path") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not a text (UTF-8) JSON file", _FIX) from None
-    except OSError as exc:
-        raise InputError(path, f"cannot be read ({exc.strerror or exc})", "make the file readable") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", _FIX) from None
+    doc = read_json(path, "copick config", _FIX)
     return parse_config(doc, path)
 
 

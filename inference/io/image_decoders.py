@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.common.errors import InputError
+from inference.io.read_retry import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ def _read_bytes(path: Path) -> bytes:
     except FileNotFoundError:
         raise InputError(path, "slice file does not exist", "check the folder; " + _FIX_SLICE) from None
     except OSError as exc:
+        if is_transient(exc):  # the read may pass when tried again (inference.io.read_retry)
+            raise
         raise InputError(path, f"cannot read slice file ({exc.strerror or exc})", _FIX_SLICE) from None
     if not data:
         raise InputError(path, "slice file is empty (0 bytes)", _FIX_SLICE)

@@ -53,7 +53,7 @@ def read_listing(path: Path, tomo_id_of) -> list[Path | str]:
     A local path that does not exist is kept (its tomogram fails when read, is logged and written
     as -1) and named in one warning; a URL needs fsspec.
     """
-    fix = "write one tomogram source per line: a path (slice folder, .mrc/.rec, .npy, .zarr) or a URL"
+    fix = "write one tomogram source per line: a path (slice folder, .mrc/.rec/.map, .npy, .zarr) or a URL"
     try:
         lines = path.read_text().splitlines()
     except UnicodeDecodeError:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.common.errors import InputError
+from inference.io.read_retry import is_transient
 from inference.io.spacing import spacing_problem
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def _read_header(path: Path):
         with open(path, "rb") as fh:
             raw = fh.read(1024)
     except OSError as exc:
+        if is_transient(exc):  # the read may pass when tried again (inference.io.read_retry)
+            raise
         raise InputError(path, f"cannot read MRC file ({exc.strerror or exc})", FIX) from None
     if len(raw) < 1024:
         return None
@@ -165,6 +168,8 @@ def open_mrc(path: str | Path) -> tuple[np.ndarray, float | None]:
             problem = "the file is shorter than its header says (truncated, or wrong dimensions in the header)"
         raise InputError(path, f"not a readable MRC file: {problem}", FIX) from None
     except OSError as exc:
+        if is_transient(exc):  # the read may pass when tried again (inference.io.read_retry)
+            raise
         raise InputError(path, f"cannot read MRC file ({exc.strerror or exc})", FIX) from None
     for w in caught:
         logger.debug("%s: mrcfile: %s", path, w.message)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.common.errors import InputError
+from inference.io.read_retry import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ def open_store(source: str | Path) -> Store:
         raise InputError(source, f"cannot open the URL ({exc})",
                          "pip install fsspec (plus s3fs for s3://, gcsfs for gs://)") from None
     except (OSError, ValueError) as exc:
+        if is_transient(exc):  # the read may pass when tried again (inference.io.read_retry)
+            raise
         raise InputError(source, f"cannot open the zarr group ({type(exc).__name__}: {exc})",
                          "check the path or URL") from None
     meta_file = "zarr.json" if group.metadata.zarr_format == 3 else ".zattrs"
@@ -324,6 +327,8 @@ def read_level(store: Store, k: int) -> np.ndarray:
                 sel[first] = slice(start, stop)
                 view[start:stop] = arr.get_basic_selection(tuple(sel))
     except (OSError, ValueError, RuntimeError) as exc:
+        if is_transient(exc):  # the read may pass when tried again (inference.io.read_retry)
+            raise
         raise InputError(store.source, f"cannot read level {k} ({type(exc).__name__}: {exc})", _FIX_DATA) from None
     return out
 

@@ -33,6 +33,7 @@ from inference.io.image_decoders import get_decoder
 from inference.io.intensity import VoxelStats, scan_voxels
 from inference.io.memory import allocate, as_float32
 from inference.io.mrc import open_mrc, peek_mrc
+from inference.io.read_retry import is_transient
 from inference.io.sources import FIX_SOURCE, MRC_SUFFIXES, SLICE_RE, is_zarr, slice_files, tomo_id_of
 
 if TYPE_CHECKING:
@@ -154,6 +155,8 @@ def read_npy(path: str | Path) -> np.ndarray:
     except (ValueError, OverflowError, MemoryError) as exc:
         raise InputError(path, f"not a readable .npy array ({exc})", fix) from None
     except (OSError, EOFError) as exc:
+        if is_transient(exc):  # the read may pass when tried again (inference.io.read_retry)
+            raise
         raise InputError(path, f"cannot read .npy file ({exc})", fix) from None
     if not isinstance(data, np.ndarray):
         raise InputError(path, "file is an .npz archive, not a single .npy array", fix)
@@ -184,7 +187,7 @@ class Volume:
 
 def read_volume(source: str | Path, *, decoder: str = "auto", threads: int | None = None,
                 zarr_level: int | str = 0, target_A: float | None = None, spacing_A: float | None = None) -> Volume:
-    """Read one tomogram source (a slice folder, an .mrc/.rec file, an .npy file, an OME-Zarr store or URL).
+    """Read one tomogram source (a slice folder, an .mrc/.rec/.map file, an .npy file, an OME-Zarr store or URL).
 
     OME-Zarr only: ``zarr_level`` (an index or ``"auto"``), ``target_A`` (the finest spacing a member
     needs) and ``spacing_A`` (level 0's spacing when the spacing CSV gives it), see

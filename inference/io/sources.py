@@ -31,13 +31,13 @@ from inference.io import listing_file
 logger = logging.getLogger(__name__)
 
 #: File suffixes that are tomogram sources by themselves (folders of slices are the other kind).
-SOURCE_SUFFIXES: tuple[str, ...] = (".mrc", ".rec", ".npy")
-MRC_SUFFIXES: tuple[str, ...] = (".mrc", ".rec")
+SOURCE_SUFFIXES: tuple[str, ...] = (".mrc", ".rec", ".map", ".npy")
+MRC_SUFFIXES: tuple[str, ...] = (".mrc", ".rec", ".map")  # .map: EMDB's name for an MRC2014 map
 #: Suffixes of slice images inside a tomogram folder.
 SLICE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 SLICE_RE = re.compile(r"^slice_(\d+)\.(?:jpg|jpeg|png|tif|tiff)$", re.IGNORECASE)
-FIX_SOURCE = ("point the input at folders of slice_NNNN.jpg images, .mrc/.rec/.npy files, OME-Zarr .zarr folders, "
+FIX_SOURCE = ("point the input at folders of slice_NNNN.jpg images, .mrc/.rec/.map/.npy files, OME-Zarr .zarr folders, "
               "or a .txt file listing them")
 
 
@@ -162,7 +162,10 @@ def classify(path: Path) -> str | None:
         if kind is not None:
             want = ".mrc" if kind == "MRC" else ".npy"
             return f"{suffix} (it holds {'an' if kind == 'MRC' else 'a'} {kind} volume: rename it to {path.stem}{want})"
-        return f"unknown {suffix} (tomograms are .mrc/.rec/.npy files, folders of slice images or .zarr folders)"
+        if path.suffix.lower() in (".tif", ".tiff"):
+            return (f"{suffix}: a TIFF file is no tomogram source (a multi-page TIFF volume is not read: save it as "
+                    f"{path.stem}.npy or .mrc, or as a folder {path.stem}/ of slice_NNNN.tif images, one per z)")
+        return f"unknown {suffix} (tomograms are .mrc/.rec/.map/.npy files, folders of slice images or .zarr folders)"
     return "neither a file nor a folder"
 
 

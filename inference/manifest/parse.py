@@ -221,6 +221,9 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
     manifest before the files exist); everything else is validated the same.
     """
     ctx = Ctx(Path(path))
+    if not isinstance(data, dict) and _looks_like_csv(Path(path)):
+        raise InputError(path, "is a CSV table, not a manifest", "pass --manifest with a weights_manifest.yaml (keys "
+                         "target_spacing, members, threshold); a voxel-spacing table goes to --spacing-csv")
     data = ctx.mapping(data, "(top level)", "pass --manifest with a weights_manifest.yaml (keys target_spacing, "
                                             "members, threshold)")
     task = ctx.choice(data.get("task", "motors"), "task", ("motors", "particles"))
@@ -253,6 +256,18 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
         task=task,
         particles=particles,
     )
+
+
+def _looks_like_csv(path: Path) -> bool:
+    """A ``.csv`` name, or a first line of comma-separated names (a table's header)."""
+    if path.suffix.lower() in (".csv", ".tsv"):
+        return True
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+    except OSError:
+        return False
+    return first.count(",") >= 1 and ":" not in first
 
 
 def read_manifest_yaml(path: str | Path) -> Any:

@@ -10,8 +10,10 @@ Linear interpolation without an anti-alias prefilter, as the recipe's models wer
 (trilinear resize); on 6.5 Å data the 2.5x downsampling therefore aliases fine detail.
 
 The recipe's own convention (``resample: {grid: half_pixel}``, PyTorch ``align_corners=False``
-with ``scale_factor = s/t``): ``floor(n * s/t)`` samples, sample ``j`` at input position
-``max(0, (j + 0.5) * t/s - 0.5)``; a point at original index ``i`` sits at ``(i + 0.5) * s/t - 0.5``.
+with ``scale_factor = s/t``, on the CPU as the recipe ran it): ``floor(n * s/t)`` samples, sample ``j``
+at input position ``max(0, (j + 0.5) * t/s - 0.5)``; an axis whose length does not change
+(``floor(n * s/t) == n``) is copied, as PyTorch's CPU kernel does (not its CUDA kernel: see
+:mod:`kernels.resample`). A point at original index ``i`` sits at ``(i + 0.5) * s/t - 0.5``.
 ``quantize: uint8`` truncates the resampled values to integers in [0, 255] (their ``.to(uint8)``).
 Both run through :func:`kernels.resample.resample_normalize` (its NumPy reference on the CPU).
 All functions take an array module ``xp`` (NumPy or CuPy).

@@ -232,9 +232,15 @@ def resize_linear(x, sizes: Sequence[int], axes: Sequence[int], xp=np):
     """Separable linear resize (``align_corners=False``) of ``x`` to ``sizes`` along ``axes``.
 
     Trilinear / bilinear as ``F.interpolate`` does it: ``l0*a + l1*b`` per axis in float32, the
-    last axis first (their nesting). Axes whose size already matches are left alone. (The
-    resample kernel interpolates as ``a + (b - a) * u`` instead: each formula matches its own
-    reference bit for bit, so the two stay apart.)
+    last axis first (their nesting). Axes whose size already matches are left alone. The recipe
+    resized its window logits on the GPU (``F.interpolate(size=...)`` in the CUDA inference worker,
+    submit_3d.py:1119-1135), whose kernel copies only when every size matches and otherwise samples
+    every axis; a matching axis is read at ``scale = float32(n) / n = 1``: ``u = j``, ``l1 = 0``,
+    ``l0 = 1`` (:func:`resize_positions`), the identity on finite values, which is what leaving it
+    alone gives (PyTorch's CPU kernel copies it outright). The one difference: a non-finite logit next
+    to a cell gives ``0 * inf = NaN`` there on CUDA and is ignored here. (The resample kernel
+    interpolates as ``a + (b - a) * u`` instead: each formula matches its own reference bit for bit,
+    so the two stay apart.)
     """
     out = xp.asarray(x, dtype=xp.float32)
     for axis, size in sorted(zip(axes, sizes), reverse=True):

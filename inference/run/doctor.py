@@ -251,6 +251,12 @@ def verdict(report: Report, device: str, ort_provider: str = "cuda") -> tuple[st
     if device != "cuda":
         return f"unknown device {device!r}", "use --device cpu or --device cuda"
     if not report.cuda.ok:
+        also = (_provider_verdict(report.onnxruntime, prov.PROVIDERS.get(ort_provider, prov.CUDA), _ORT_GPU)
+                if onnx or not report.members else None)
+        if also is not None:  # the GPU stack is missing, not one piece: the extra that brings it all
+            return (f"cupy: {report.cuda.problem}; {also[0]}",
+                    "pip install 'motorfinder[gpu]' (CUDA 12: CuPy, onnxruntime-gpu 1.26, TensorRT 10; uninstall the "
+                    "CPU onnxruntime first: pip uninstall -y onnxruntime), or run with --device cpu")
         return f"cupy: {report.cuda.problem}", report.cuda.fix or "run with --device cpu"
     if native and report.tensorrt.version is None:
         return (f"member {native[0].member} is a TensorRT engine and tensorrt is {report.tensorrt.problem}",

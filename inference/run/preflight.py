@@ -70,8 +70,13 @@ def estimate_bytes(shape: tuple[int, ...], spacing: float, itemsize: int, manife
     return as_read + sum(4 * n for n in per_geometry.values()) + working
 
 
+#: The first line of a submission this package writes (motors, particles): an existing --output may be one.
+SUBMISSION_HEADERS = ("tomo_id,Motor axis 0,Motor axis 1,Motor axis 2", "id,experiment,particle_type,x,y,z")
+
+
 def check_output(output: Path, sources: list[Path], manifest, tables: list[Path]) -> None:
-    """InputError when ``output`` is one of the run's input files."""
+    """InputError when ``output`` is one of the run's input files, or an existing file that is no submission
+    (a rerun overwrites its own submission; an empty file may be overwritten too)."""
     inputs = {"a tomogram source": list(sources), "the manifest": [manifest.path],
               "a member's model": [m.model for m in manifest.members], "an input table": list(tables)}
     target = Path(output).resolve()
@@ -79,6 +84,19 @@ def check_output(output: Path, sources: list[Path], manifest, tables: list[Path]
         if any(Path(p).resolve() == target for p in paths):
             raise InputError(output, f"--output is {what}; writing the submission there would destroy it",
                              "write the submission to another file, e.g. submission.csv")
+    output = Path(output)
+    if output.is_dir():
+        raise InputError(output, "--output is a folder", "pass a file name, e.g. submission.csv")
+    if output.is_file() and output.stat().st_size:
+        try:
+            with output.open(encoding="utf-8-sig", errors="replace") as fh:
+                first = fh.readline().strip()
+        except OSError:
+            return  # the submission's write says what is wrong with it
+        if first not in SUBMISSION_HEADERS:
+            raise InputError(output, f"--output exists and is no submission (its first line: {first[:60]!r}); "
+                             "writing the submission there would destroy it",
+                             "pass another file name, or delete the file first")
 
 
 def check_inputs(sources: list[Path], manifest, table: dict[str, float] | None, default: float,

@@ -34,7 +34,9 @@ class TomoResult:
     """What one tomogram produced: every fusion input's candidates (a member, or ``<member>@<tta>``
     with separate TTAs), the fused points, timings (``member_seconds`` per member). Task particles:
     ``picks`` per class (at the class's threshold) and ``candidates`` per class (down to the manifest's
-    ``candidate_floor``) instead. Points are ORIGINAL voxel indices with a conf."""
+    ``candidate_floor``) instead. Points are ORIGINAL voxel indices with a conf. ``attempts``: the tries of
+    the tomogram (a worker that died on it is one); ``read_retries``: the reads again of its source in the
+    try that gave this result."""
 
     tomo_id: str
     status: str  # "ok" | "failed"
@@ -52,6 +54,7 @@ class TomoResult:
     intensity: str | None = None  # how a volume that is not 8-bit was mapped to 0..255
     picks: dict[str, list[list[float]]] = field(default_factory=dict)       # class -> [[z, y, x, conf], ...]
     candidates: dict[str, list[list[float]]] = field(default_factory=dict)  # class -> the same, down to the floor
+    read_retries: int = 0  # times its source was read again after a transient failure (inference.io.read_retry)
 
     @staticmethod
     def points(zyx: np.ndarray, conf: np.ndarray) -> list[list[float]]:
@@ -112,6 +115,7 @@ def _problem(d: dict) -> str | None:
         "member_seconds": lambda v: isinstance(v, dict) and all(map(_num, v.values())),
         "attempts": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "degrade": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "read_retries": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "key": lambda v: v is None or isinstance(v, str),
         "intensity": lambda v: v is None or isinstance(v, str),
     }
@@ -139,7 +143,8 @@ class ResultStore:
         try:
             if restart:
                 removed = workdir.clean(self.dir)
-                logger.info("--restart: removed %d file(s) a run wrote in %s", removed, self.dir)
+                if removed:  # a fresh folder has nothing to remove: no line
+                    logger.info("--restart: removed %d file(s) a run wrote in %s", removed, self.dir)
             try:
                 (self.dir / workdir.TOMOGRAMS).mkdir(parents=True, exist_ok=True)
             except OSError as exc:

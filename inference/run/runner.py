@@ -77,7 +77,9 @@ class PredictConfig:
     and how fast it runs (``backend``, ``workers``, ``devices``, threads) never changes a byte of the
     output. ``deadline_h`` may lower the ensemble for tomograms the budget cannot fit otherwise (each
     result records its level; :mod:`inference.run.deadline`); ``retries`` is how often a tomogram whose
-    worker died is run again. Frozen: the runner makes a copy when it resolves ``devices='all'``.
+    worker died is run again; ``read_retries`` how often a source whose read failed with an error that can
+    pass by itself (EIO, a timeout, a dropped connection: :mod:`inference.io.read_retry`) is read again
+    before its tomogram fails. Frozen: the runner makes a copy when it resolves ``devices='all'``.
     """
 
     manifest: Manifest
@@ -96,6 +98,7 @@ class PredictConfig:
     work_dir: Path | None = None           # per-tomogram results; default <output>.work
     restart: bool = False                  # discard the work folder's results first
     retries: int = 1                       # re-runs of a tomogram whose worker died
+    read_retries: int = 2                  # reads again of a source after a transient read error
     write_every_s: float = 5.0             # rewrite the submission at most this often while running
     deadline_h: float | None = None        # time budget of this run (deadline guard); None: no guard
     zarr_level: int | str = 0              # OME-Zarr level read: an index or "auto" (inference.io.omezarr)
@@ -118,6 +121,11 @@ class PredictResult:
     n_tomograms: int
     results: dict[str, TomoResult] = field(default_factory=dict)
     picks: pd.DataFrame | None = None  # task particles: every candidate pick (experiment,particle_type,x,y,z,conf)
+
+    @property
+    def all_failed(self) -> bool:
+        """Tomograms were attempted and none succeeded (the deadline stopping the run before any is no failure)."""
+        return bool(self.failures) and not any(r.status == "ok" for r in self.results.values())
 
 
 def work_dir_of(cfg: PredictConfig) -> Path:
@@ -332,8 +340,8 @@ def finish_run(run: Run) -> PredictResult:
     for r in results.values():
         for k, v in r.seconds.items():
             timer.totals[k] += v
-    sources = pd.Series([r.spacing_source for r in ok.values()]).value_counts().to_dict()
-    logger.info("spacing from: %s", ", ".join(f"{k} {v}" for k, v in sorted(sources.items())) or "-")
+    if ok:
+        logger.info("spacing: %s", spacing_summary(ok.values()))
     mapped = sorted(t for t, r in ok.items() if r.intensity)
     if mapped:
         logger.info("intensity: %d tomogram(s) were not 8-bit and were mapped to 0..255 (manifest key intensity): %s",
@@ -343,12 +351,30 @@ def finish_run(run: Run) -> PredictResult:
     else:
         logger.info("%s (thresholds per class: %s)", decision.describe(),
                     ", ".join(f"{c.name} {c.threshold:g}" for c in task.classes))
+    retried = {t: r.read_retries for t, r in results.items() if r.read_retries}
+    if retried:
+        logger.info("reads retried after a transient error: %d time(s) on %d tomogram(s): %s", sum(retried.values()),
+                    len(retried), name_list(sorted(retried)))
     if failures:
         logger.warning("%d tomogram(s) failed and %s: %s", len(failures), absent,
                        "; ".join(f"{t}: {e}" for t, e in sorted(failures.items())[:5]))
     if unreached:
         logger.warning("%d tomogram(s) were not reached and %s", len(unreached), absent)
-    logger.info("stage times (summed over tomograms; loading overlaps the engines): %s", timer.summary())
+    if ok:
+        logger.info("stage times (summed over tomograms; loading overlaps the engines): %s", timer.summary())
     return PredictResult(submission=decision.submission, decision=decision, member_candidates=tables, fused=fused,
                          failures=failures, timer=timer, n_tomograms=len(run.ids), results=dict(results),
                          picks=picks)
+
+
+def spacing_summary(results) -> str:
+    """Where the spacings came from, with their values: ``csv 12 (6.5-19.7 Å), header 1 (13.1 Å)``."""
+    by_source: dict[str, list[float]] = {}
+    for r in results:
+        by_source.setdefault(r.spacing_source or "?", []).append(float(r.spacing))
+    parts = []
+    for source, values in sorted(by_source.items()):
+        lo, hi = min(values), max(values)
+        span = f"{lo:.4g} Å" if abs(hi - lo) < 1e-9 else f"{lo:.4g}-{hi:.4g} Å"
+        parts.append(f"{source} {len(values)} ({span})")
+    return ", ".join(parts)

@@ -27,6 +27,7 @@ from inference.ensemble.particle_ensemble import ClassMaps, heatmap_picks, point
 from inference.io import intensity, readers
 from inference.io.listing_file import as_source
 from inference.io.omezarr import LevelMap
+from inference.io.read_retry import ReadFailed, read_with_retries
 from inference.io.sources import tomo_id_of
 from inference.io.spacing import resolve_spacing
 from inference.manifest.types import Manifest
@@ -51,6 +52,7 @@ class Context:
     decoder: str = "auto"
     read_threads: int | None = None
     zarr_level: int | str = 0  # OME-Zarr level read: an index or "auto" (the level for finest_target)
+    read_retries: int = 2  # reads again of a source whose read failed transiently (inference.io.read_retry)
 
     @property
     def xp(self):
@@ -74,7 +76,7 @@ def finest_target(manifest: Manifest) -> float:
 
 def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_table: dict[str, float] | None = None,
                  default_spacing: float | None = None, decoder: str = "auto", read_threads: int | None = None,
-                 engine_factory: Callable | None = None, zarr_level: int | str = 0) -> Context:
+                 engine_factory: Callable | None = None, zarr_level: int | str = 0, read_retries: int = 2) -> Context:
     factory = engine_factory or (lambda member: load_engine(member.model, member_engine_options(engine, member)))
     xp = array_module(engine.device)
     predictors = []
@@ -84,7 +86,7 @@ def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_table: di
         predictors.append(predictor)
     default = default_spacing if default_spacing is not None else manifest.default_spacing
     return Context(manifest=manifest, predictors=predictors, spacing_table=spacing_table, default_spacing=default,
-                   decoder=decoder, read_threads=read_threads, zarr_level=zarr_level)
+                   decoder=decoder, read_threads=read_threads, zarr_level=zarr_level, read_retries=read_retries)
 
 
 def context_for(settings, *, spacing_table: dict[str, float] | None, device: str | None = None,
@@ -99,7 +101,7 @@ def context_for(settings, *, spacing_table: dict[str, float] | None, device: str
     return make_context(settings.manifest, engine=engine, spacing_table=spacing_table,
                         default_spacing=settings.default_spacing, decoder=settings.decoder,
                         read_threads=settings.read_threads, engine_factory=engine_factory,
-                        zarr_level=settings.zarr_level)
+                        zarr_level=settings.zarr_level, read_retries=settings.read_retries)
 
 
 def member_engine_options(engine: EngineOptions, member) -> EngineOptions:
@@ -141,21 +143,26 @@ class Loaded:
     base_spacing: float | None = None  # then: level 0's spacing (``spacing`` is the level's)
     keys: dict[str, tuple] = field(default_factory=dict)  # member name -> its key in ``resampled``
     intensity: str | None = None  # how a volume that is not 8-bit was mapped to 0..255 (None: it was not)
+    read_retries: int = 0  # times its source was read again after a transient failure
 
     def volume_for(self, p: MemberPredictor):
         return self.resampled[self.keys[p.member.name]]
 
 
 def load(source: Path, ctx: Context, plan: Plan = FULL, tomo_id: str | None = None) -> Loaded:
-    """Read one source, resolve its spacing, resample it once per distinct member geometry (and, for a
-    volume that is not 8-bit, per intensity rule: :mod:`inference.io.intensity`, logged). ``tomo_id``: the
-    name the run knows it by (a copick run's name); by default the source's own (:func:`tomo_id_of`)."""
+    """Read one source (read again after a transient failure, at most ``ctx.read_retries`` times:
+    :func:`inference.io.read_retry.read_with_retries`), resolve its spacing, resample it once per distinct
+    member geometry (and, for a volume that is not 8-bit, per intensity rule: :mod:`inference.io.intensity`,
+    logged). ``tomo_id``: the name the run knows it by (a copick run's name); by default the source's own
+    (:func:`tomo_id_of`)."""
     timer = StageTimer()
     tomo_id = tomo_id or tomo_id_of(source)
     table = ctx.spacing_table or {}
     with timer.stage("read"):
-        vol = readers.read_volume(source, decoder=ctx.decoder, threads=ctx.read_threads, zarr_level=ctx.zarr_level,
-                                  target_A=ctx.finest_target, spacing_A=table.get(tomo_id))
+        vol, retries = read_with_retries(
+            lambda: readers.read_volume(source, decoder=ctx.decoder, threads=ctx.read_threads,
+                                        zarr_level=ctx.zarr_level, target_A=ctx.finest_target,
+                                        spacing_A=table.get(tomo_id)), source, retries=ctx.read_retries)
     spacing, how = resolve_spacing(tomo_id, table=ctx.spacing_table, header_spacing=vol.header_spacing,
                                            default=ctx.default_spacing)
     base_spacing = spacing
@@ -190,7 +197,7 @@ def load(source: Path, ctx: Context, plan: Plan = FULL, tomo_id: str | None = No
     return Loaded(tomo_id=tomo_id, shape=tuple(int(n) for n in vol.data.shape), spacing=spacing,
                   spacing_source=how, resampled=resampled, timer=timer, keys=keys,
                   intensity="; ".join(notes) or None, level_map=vol.level_map,
-                  base_spacing=base_spacing if vol.level_map is not None else None)
+                  base_spacing=base_spacing if vol.level_map is not None else None, read_retries=retries)
 
 
 def _active(ctx: Context, plan: Plan) -> list[MemberPredictor]:
@@ -230,7 +237,7 @@ def run_loaded(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult:
         tomo_id=loaded.tomo_id, status="ok", spacing=spacing, spacing_source=loaded.spacing_source,
         shape=list(shape), members={k: TomoResult.points(*v) for k, v in members.items()},
         fused=TomoResult.points(fused_zyx, fused_conf), seconds=dict(timer.totals), member_seconds=member_seconds,
-        degrade=plan.level, intensity=loaded.intensity,
+        degrade=plan.level, intensity=loaded.intensity, read_retries=loaded.read_retries,
     )
 
 
@@ -268,7 +275,8 @@ def run_particles(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult
     return TomoResult(
         tomo_id=loaded.tomo_id, status="ok", spacing=spacing_out, spacing_source=loaded.spacing_source,
         shape=list(shape), picks=voxels(picks), candidates=voxels(candidates), seconds=dict(timer.totals),
-        member_seconds=member_seconds, degrade=plan.level, intensity=loaded.intensity)
+        member_seconds=member_seconds, degrade=plan.level, intensity=loaded.intensity,
+        read_retries=loaded.read_retries)
 
 
 def _particle_picks(maps: list[ClassMaps], ctx: Context, floor: bool) -> dict:
@@ -287,10 +295,12 @@ def load_task(task, ctx: Context) -> Loaded:
 def run_task(task, loaded: Loaded | None, error: BaseException | None, ctx: Context) -> TomoResult:
     """The result of ``task`` once its load gave ``loaded`` or raised ``error``: :func:`run_loaded` on it,
     or the failure (logged in one line, :func:`failure`) of the load or of the run; ``attempts`` counted
-    from the task's. One bad tomogram never stops the caller."""
+    from the task's, ``read_retries`` from the load (also when every read failed). One bad tomogram never
+    stops the caller."""
     tomo_id = task.tomo_id or tomo_id_of(task.source)
     if error is not None:
         result = failure(tomo_id, error, task.source, outcome_of(ctx.manifest))
+        result.read_retries = error.retries if isinstance(error, ReadFailed) else 0
     else:
         try:
             result = run_loaded(loaded, ctx, task.plan or FULL)

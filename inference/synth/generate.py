@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from inference.common.errors import InputError
+from inference.common.progress import progress_bar
 from inference.synth.reference import DEFAULT_SCALE, load_reference, scaled_shape, weighted_group_order
 from inference.synth.render import render_tomogram
 from inference.synth.scene import draw_cells, place_motors
@@ -117,16 +118,6 @@ def _prepare_out(out_dir: Path, split: str, overwrite: bool) -> Path:
     return split_dir
 
 
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="synth", unit="tomo")
-
-
 def generate(
     out_dir: str | Path,
     n: int,
@@ -172,7 +163,7 @@ def generate(
 
     rows: list[dict] = []
     used_ids: set[str] = set()
-    bar = _progress(n, progress)
+    bar = progress_bar(n, 0, progress, desc="synth", unit="tomo")
     pending: list[Future] = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         try:
@@ -217,13 +208,11 @@ def generate(
                     rows.append({"Motor axis 0": round(float(m[0]), 3), "Motor axis 1": round(float(m[1]), 3),
                                  "Motor axis 2": round(float(m[2]), 3), **common})
                 log.debug("%s: shape %s, %.1f Å, %d motor(s) (asked %d)", tomo_id, shape, spacing, len(motors), want)
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             for fut in pending:
                 fut.result()
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
 
     labels = pd.DataFrame(rows)
     labels = labels.sort_values("tomo_id", kind="stable").reset_index(drop=True)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from inference.common.errors import InputError
+from inference.common.progress import progress_bar
 from inference.io.copick_config import PickableObject, write_config
 from inference.io.copick_picks import write_picks
 from inference.manifest.particle_classes import CZII_CLASSES, CZII_SPACING_A
@@ -112,7 +113,7 @@ def generate_particles(out_dir: str | Path, n: int, seed: int, *, scale: float =
     write_config(out / CONFIG_NAME, PICKABLE_OBJECTS, overlay_root=out, name="motorfinder-synthetic-czii",
                  description=f"synthetic CZII-style runs (inference.synth.particle_project, seed {seed}, "
                              f"scale {scale}, shape {shape})")
-    bar = _progress(n, progress)
+    bar = progress_bar(n, 0, progress, desc="synth", unit="run")
     rows: list[dict] = []
     used: set[str] = set()
     try:
@@ -128,11 +129,9 @@ def generate_particles(out_dir: str | Path, n: int, seed: int, *, scale: float =
                 write_picks(out, run, cls.name, xyz_A, np.ones(len(xyz_A)), user_id=USER_ID, session_id=SESSION_ID)
                 rows += [{"experiment": run, "particle_type": cls.name, "x": x, "y": y, "z": z} for x, y, z in xyz_A]
             log.debug("%s: %s, %d particles", run, shape, len(particles))
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     labels = pd.DataFrame(rows, columns=LABEL_COLUMNS)
     rank = labels["particle_type"].map({c.name: k for k, c in enumerate(classes)})
     labels = labels.assign(_rank=rank).sort_values(["experiment", "_rank"], kind="stable")
@@ -141,13 +140,3 @@ def generate_particles(out_dir: str | Path, n: int, seed: int, *, scale: float =
     pd.DataFrame(columns=SUBMISSION_COLUMNS).to_csv(out / "sample_submission.csv", index=False)
     log.info("wrote %d runs (%d particles) to %s", n, len(labels), out)
     return labels
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="synth", unit="run")

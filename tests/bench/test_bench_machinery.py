@@ -158,9 +158,13 @@ def test_run_all_compares_runs_and_reports_missing_libraries(bench, tmp_path):
 def test_every_table_has_a_doc_section(bench):
     A, R = bench["run_all"], bench["_report"]
     sections = R.section_names(A.DOC.read_text())
-    assert sorted(sections) == sorted([t.name for t in A.TABLES] + ["consistency"])
+    assert sorted(sections) == sorted([t.name for t in A.TABLES if t.doc is None] + ["consistency"])
     for t in A.TABLES:
         assert (BENCH / t.script).is_file()
+        if t.doc is not None:
+            assert R.section_names(A.doc_of(t).read_text()) == [t.name], t.doc
+    chaos = next(t for t in A.TABLES if t.name == "chaos")
+    assert A.doc_of(chaos) == A.DOCS / "RELIABILITY.md" and chaos.full_only  # the long run stays out of --quick
 
 
 def test_end_to_end_findings_state_the_non_engine_bound(bench):
@@ -211,3 +215,11 @@ def test_gpu_form_says_what_it_needs(bench, tmp_path):
                           ort_trt="x", tensorrt="x", torch_cuda="x")
     sec = E.gpu_section(caps, tmp_path, budget=None)
     assert sec.status == S.NA and "CUDA provider" in sec.summary
+
+
+def test_quick_leaves_a_full_run_table_and_its_section_alone(bench, capsys):
+    A = bench["run_all"]
+    reliability = (A.DOCS / "RELIABILITY.md").read_text()
+    assert A.main(["--quick", "--only", "chaos"]) == 0
+    assert "chaos: a full-run table" in capsys.readouterr().out
+    assert (A.DOCS / "RELIABILITY.md").read_text() == reliability

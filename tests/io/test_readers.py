@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -520,3 +521,18 @@ def test_import_is_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2], env={**os.environ, "PYTHONPATH": "."})
     assert out.stdout.strip() == "[]"
+
+
+def test_a_map_file_is_read_as_mrc(shared, tmp_path):
+    """EMDB's ``.map`` suffix is MRC: the real maps of the shared data are sources and read as they are."""
+    from inference.io.sources import scan_sources
+
+    real = shared / "realdata" / "mrcfile" / "EMD-3197.map"
+    if not real.is_file():
+        pytest.skip(f"{real} not found")
+    (tmp_path / "in").mkdir()
+    shutil.copy(real, tmp_path / "in" / "EMD-3197.map")
+    found = scan_sources(tmp_path / "in")
+    assert [p.name for p in found.sources] == ["EMD-3197.map"] and not found.skipped
+    vol = read_volume(tmp_path / "in" / "EMD-3197.map")
+    assert vol.tomo_id == "EMD-3197" and vol.data.shape == (20, 20, 20) and vol.header_spacing == pytest.approx(11.4)

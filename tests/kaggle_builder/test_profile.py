@@ -64,6 +64,24 @@ def test_measured_and_projected_rows(demo_manifest):
     assert two.scenarios()[0].name == "CPU here, 2 machines"
 
 
+def test_a_host_bound_projection_says_why_fp16_and_fp32_are_alike(demo_manifest):
+    manifest = load_manifest(demo_manifest)
+    measured = [_measure(m.name, MEDIAN_SHAPE, MEDIAN_SPACING_A, **STAGES) for m in manifest.members]
+    tiny = profile_report(manifest, measured, machine="test")  # the demo models: a few MFLOPs per window
+    engine = sum(m.bound_s(T4_PEAK_FLOPS["fp32"]) for m in tiny.members)
+    assert engine < 0.05 * (engine + tiny.host_s)
+    note = tiny.host_bound_note()
+    assert note.startswith("host-bound") and f"{tiny.host_s:.3g} s of host stages" in note
+    assert f"Note: {note}." in markdown(tiny)
+    # an engine of 20 % of the fp32 total: fp16 and fp32 differ, no note
+    host = tiny.host_s
+    big = {m.name: ((1, *m.patch) if m.kind == "3d" else (m.channels, *m.patch),
+                    0.25 * host * T4_PEAK_FLOPS["fp32"] / len(manifest.members)
+                    / reference_windows(m, 16.0, MEDIAN_SHAPE, MEDIAN_SPACING_A)) for m in manifest.members}
+    heavy = profile_report(manifest, measured, flops_table=big, machine="test")
+    assert heavy.host_bound_note() is None and "Note: host-bound" not in markdown(heavy)
+
+
 def test_a_small_tomogram_is_scaled_up(demo_manifest):
     manifest = load_manifest(demo_manifest)
     small, spacing = (100, 320, 310), 13.1

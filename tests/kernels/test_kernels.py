@@ -340,11 +340,12 @@ def test_gpu_resample_parity(shape, src, dtype):
 @pytest.mark.gpu
 @requires_gpu
 @pytest.mark.parametrize("shape", [(37, 61, 53), (1, 40, 33), (64, 200, 190)])
-@pytest.mark.parametrize("src", [13.1, (16.0, 13.1, 6.5), 19.7])
+@pytest.mark.parametrize("src", [13.1, (16.0, 13.1, 6.5), 19.7, (16.1, 13.1, 16.1)])
 @pytest.mark.parametrize("quantize", ["none", "uint8"])
 def test_gpu_resample_half_pixel_parity(shape, src, quantize):
     """The recipe's grid and uint8 truncation: same tables, same float32 operations as the reference;
-    truncation can flip only where the interpolated value's last bit does."""
+    truncation can flip only where the interpolated value's last bit does. (16.1, 13.1, 16.1): z (and x
+    under 160 voxels) keep their lengths at 16.1 Å and are copied while y shrinks, PyTorch's CPU rule."""
     import cupy as cp
     v = np.random.default_rng(11).integers(0, 256, shape).astype(np.uint8)
     ref = resample_normalize_ref(v, src, 16.0, 0.0, 1.0, grid="half_pixel", quantize=quantize)

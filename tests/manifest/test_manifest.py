@@ -86,9 +86,13 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_manifest(p)
     csv = tmp_path / "labels.csv"  # a CSV passed as the manifest is valid YAML: one string
     csv.write_text("tomo_id,z,y,x\ntomo_a,1,2,3\n")
-    with pytest.raises(InputError, match=r"labels\.csv: key '\(top level\)': expected a mapping, got str\. "
+    with pytest.raises(InputError, match=r"labels\.csv: is a CSV table, not a manifest\. "
                                          r"Fix: pass --manifest with a weights_manifest\.yaml"):
         load_manifest(csv)
+    other = tmp_path / "list.yaml"  # any other YAML that is not a mapping
+    other.write_text("- a\n- b\n")
+    with pytest.raises(InputError, match=r"key '\(top level\)': expected a mapping, got list"):
+        load_manifest(other)
 
 
 def test_frozen(mdir):

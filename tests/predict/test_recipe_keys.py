@@ -78,7 +78,7 @@ def test_half_pixel_identity_when_equal():
     np.testing.assert_array_equal(axis_table(50, 16.0, 16.0, "half_pixel")[0], np.arange(50))
 
 
-@pytest.mark.parametrize("n,s", [(75, 16.1), (159, 16.1), (23, 16.5), (1, 19.7)])
+@pytest.mark.parametrize("n,s", [(75, 16.1), (77, 16.1), (159, 16.1), (23, 16.5), (1, 19.7)])
 def test_half_pixel_axis_copied_when_its_length_does_not_change(n, s):
     """PyTorch's CPU ``F.interpolate`` copies an axis whose output length ``floor(n * s/t)`` equals
     ``n`` (ATen ``compute_source_index_and_lambda``), whatever the scale factor: 1 < s/t < 1 + 1/n."""
@@ -122,6 +122,35 @@ def test_half_pixel_volume_copies_only_the_unchanged_axes():
 
     want = lerp(lerp(v.astype(np.float64), 1, 32), 2, 30)   # z untouched
     np.testing.assert_allclose(out, want, rtol=0, atol=1e-3)
+
+
+def test_half_pixel_16_1_A_tomogram_of_77_slices_copies_z_as_the_recipes_cpu_resample():
+    """77 x 170 x 20 voxels at 16.1 Å -> 16 Å (r = 1.00625). Their resample ran on the CPU (submit_3d.py:156,
+    ``TOMO_SPACING_DEVICE = "cpu"``), whose kernel copies an axis whose length stays: z (floor(77r) = 77)
+    and x (floor(20r) = 20) are copied, y (floor(170r) = 171) is read at max(0, (j + 0.5)/r - 0.5), in
+    float32 with the scale float32(1/r) as the CPU kernel computes it. PyTorch's CUDA kernel copies only
+    when all three lengths stay, so it would read slice j of z there too: 0, 0.99068, ..., 75.52485, a
+    different volume (checked below, so this test tells the two rules apart)."""
+    s, t = 16.1, 16.0
+    r = s / t
+    v = np.random.default_rng(23).integers(0, 256, (77, 170, 20)).astype(np.float32)
+    out = resample_normalize_ref(v, s, t, 0.0, 1.0, grid="half_pixel")
+    assert out.shape == (77, 171, 20)
+
+    def taps(n, m):
+        j = np.arange(m, dtype=np.float32)
+        u = np.maximum(np.float32(1 / r) * (j + np.float32(0.5)) - np.float32(0.5), np.float32(0)).astype(np.float64)
+        i0 = np.minimum(np.floor(u).astype(int), n - 1)
+        return u, i0, np.minimum(i0 + 1, n - 1), u - i0
+
+    _, y0, y1, fy = taps(170, 171)
+    want = v[:, y0] * (1 - fy)[None, :, None] + v[:, y1] * fy[None, :, None]   # z and x untouched
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-3)
+
+    uz, z0, z1, fz = taps(77, 77)                                             # the CUDA rule's z samples
+    np.testing.assert_allclose(uz[[0, 1, 38, 76]], [0.0, 0.99068, 37.76087, 75.52484], atol=1e-5)
+    cuda = want[z0] * (1 - fz)[:, None, None] + want[z1] * fz[:, None, None]
+    assert np.abs(cuda - out).max() > 10.0
 
 
 def test_uint8_truncates():
@@ -198,6 +227,27 @@ def test_resize_linear_matches_torch_align_corners_false():
     theirs = torch.nn.functional.interpolate(torch.from_numpy(x)[:, None], size=(14, 28, 26), mode="trilinear",
                                              align_corners=False)[:, 0].numpy()
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,size", [((14, 28, 28), (14, 56, 56)), ((7, 14, 13), (14, 14, 26)),
+                                        ((14, 28, 28), (28, 28, 28))])
+def test_resize_linear_leaves_a_matching_axis_as_the_cuda_kernel_reads_it(shape, size):
+    """Their window resize ran on the GPU (upsample_trilinear3d_out_frame): a copy only when every size
+    matches, else every axis is sampled, a matching one at scale float32(n)/n = 1: u = j, l1 = 0, l0 = 1.
+    Sampling every axis so (their nesting: x, then y, then z) gives exactly what resize_linear gives by
+    leaving the matching axes alone (as the CPU kernel, which copies them)."""
+    x = np.random.default_rng(1).normal(size=(2,) + shape).astype(np.float32)
+    cuda = x
+    for axis in (3, 2, 1):
+        n = cuda.shape[axis]
+        i0, i1, l0, l1 = resize_positions(n, size[axis - 1])
+        if n == size[axis - 1]:
+            np.testing.assert_array_equal(i0, np.arange(n))
+            assert (l1 == 0).all() and (l0 == 1).all()
+        w = [1, 1, 1, 1]
+        w[axis] = -1
+        cuda = np.take(cuda, i0, axis) * l0.reshape(w) + np.take(cuda, i1, axis) * l1.reshape(w)
+    np.testing.assert_array_equal(resize_linear(x, size, (1, 2, 3)), cuda)
 
 
 def test_decode_at_the_nominal_stride_half_pixel():

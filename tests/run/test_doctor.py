@@ -77,6 +77,15 @@ def test_no_cupy_fails_cuda_with_the_install_fix(tmp_path):
     assert why.startswith("cupy: not installed") and "cupy-cuda12x" in fix
 
 
+def test_no_cupy_and_no_cuda_provider_names_the_gpu_extra(tmp_path):
+    """Both halves of the GPU path missing (the CPU onnxruntime, no CuPy): the fix is the extra that brings both."""
+    ort = FakeOrt(tmp_path, active=["requested"], available=("CPUExecutionProvider",))
+    report = doctor.collect(import_module=importer({"onnxruntime": ort}))
+    why, fix = doctor.verdict(report, "cuda")
+    assert why.startswith("cupy: not installed") and "has no CUDAExecutionProvider" in why
+    assert "motorfinder[gpu]" in fix and "pip uninstall -y onnxruntime" in fix
+
+
 def manifest_with_engine(tmp_path, cc="9.0"):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"serialized engine")

@@ -29,7 +29,7 @@ from tests.run.fault_helpers import assert_valid, cfg, error_line, lines, run_cl
     (lambda d: (d / "broken").symlink_to(d / "nowhere"), "a link that cannot be followed"),
     (lambda d: (d / "loop").symlink_to(d / "loop"), "a link that cannot be followed"),
     (lambda d: os.mkfifo(d / "fifo"), "neither a file nor a folder"),
-    (lambda d: write_mrc(d / "tomo_m.map", volume()), "rename it to tomo_m.mrc"),
+    (lambda d: write_mrc(d / "tomo_m.img", volume()), "rename it to tomo_m.mrc"),
     (lambda d: np.save(d / ".tomo_hidden.npy", volume()), "hidden"),
 ])
 def test_an_entry_that_is_not_a_tomogram_is_named_in_one_warning(models, tmp_path, caplog, make, reason):

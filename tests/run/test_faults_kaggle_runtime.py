@@ -106,7 +106,8 @@ def test_sigterm_writes_the_submission_and_exits_143(models, tmp_path):
     (["--threads", "-2"], "--threads -2 must be >= 1"),
     (["--decoder", "bogus"], "unknown slice decoder 'bogus'"),
     (["--deadline-h", "nan"], "--deadline-h nan must be a number of hours > 0"),
-    (["--workers", "-1"], "--workers and --retries must be >= 0"),
+    (["--workers", "-1"], "--workers, --retries and --read-retries must be >= 0"),
+    (["--read-retries", "-1"], "--workers, --retries and --read-retries must be >= 0"),
 ])
 def test_an_option_that_would_fail_every_tomogram_is_one_line_before_any_work(models, tmp_path, capsys, option,
                                                                               needle):

@@ -130,6 +130,31 @@ def test_the_restart_budget_then_the_error_with_a_fix():
     assert led.restart("exit code -9", workers_left=0) is False  # nothing left: no restart, no error
 
 
+def test_a_result_fills_the_restart_budget_again_so_deaths_now_and_then_never_stop_a_run():
+    run, led = ledger(n=30, retries=1)
+    budget = restart_budget(2, 1)
+    for _ in range(3 * budget):  # far more deaths than the budget, each followed by a result
+        t = led.next()
+        led.started()
+        led.died("worker 0", "exit code -9", [t.index])
+        assert led.restart("exit code -9", workers_left=0) is True
+        again = led.next()
+        assert again.index == t.index and again.attempt == 1
+        led.done(again.index, ok(run, again.index))
+        assert led.restarts_left == budget
+    assert [r.status for r in run.recorded] == ["ok"] * 3 * budget
+
+
+def test_a_tomogram_failed_by_deaths_is_no_result_for_the_budget():
+    run, led = ledger(n=3, retries=0)
+    t = led.next()
+    led.started()
+    led.died("worker 0", "exit code -9", [t.index])  # retries 0: failed at once, by the ledger itself
+    assert run.recorded[-1].status == "failed" and "died" in run.recorded[-1].error
+    assert led.restart("exit code -9", workers_left=0) is True
+    assert led.restarts_left == led.budget - 1
+
+
 def test_a_worker_that_cannot_start_is_one_warning_while_others_remain(caplog):
     seen = []
     run, led = ledger(n=2, on_workers=seen.append)

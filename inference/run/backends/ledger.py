@@ -14,8 +14,11 @@ worker that cannot start means for the run. The backends keep only their transpo
   after ``retries`` deaths, recorded as failed (``<kind> died (<why>) N time(s)``). The others it
   held go back to the front of the queue uncharged.
 * Restarts: a dead worker is replaced while the restart budget lasts; the budget is
-  :func:`restart_budget` (the only place of its formula). With the budget spent and no worker left,
-  the run stops with an error ending in a ``Fix:``.
+  :func:`restart_budget` (the only place of its formula) deaths without a result between them: each
+  result a worker returns fills it again, so deaths now and then over a long run (a flaky node, an
+  out-of-memory kill on a few large tomograms, ``bench/chaos.py``) never stop the run, while workers that
+  die without finishing anything (a crash loop) do. With the budget spent and no worker left, the run
+  stops with an error ending in a ``Fix:``.
 * Start failures (:meth:`TaskLedger.start_failed`): a worker that cannot start is reported in one
   warning while others remain; when none is left, the run stops with one error.
 
@@ -69,7 +72,8 @@ def task_source(source: str | Path) -> str:
 
 
 def restart_budget(workers: int, retries: int) -> int:
-    """How many dead workers a run replaces: enough for every worker to die on each try of a task, and two more."""
+    """How many dead workers a run replaces in a row (no result between the deaths): enough for every worker to
+    die on each try of a task, and two more."""
     return max(workers, 1) * (retries + 1) + 2
 
 
@@ -89,7 +93,7 @@ class TaskLedger:
         self.pending: list[int] = list(run.pending)  # not given out yet, in order
         self.remaining: set[int] = set(self.pending)  # not recorded yet
         self.attempts: dict[int, int] = {}
-        self.restarts_left = restart_budget(workers, run.cfg.retries)
+        self.budget = self.restarts_left = restart_budget(workers, run.cfg.retries)
         self.start_failures: dict[int, tuple[str, str]] = {}  # worker id -> (where, why)
         self.live = 0
         self._lock = threading.RLock()
@@ -123,13 +127,19 @@ class TaskLedger:
                         tomo_id=self.run.ids[i])
 
     def done(self, i: int, result: TomoResult) -> None:
-        """Record ``result`` for task ``i`` once (a second result for it is dropped)."""
+        """Record ``result``, which a worker returned, for task ``i`` once (a second result for it is dropped);
+        the restart budget is full again (the module docstring)."""
+        if self._record(i, result):
+            self.restarts_left = self.budget
+
+    def _record(self, i: int, result: TomoResult) -> bool:
         with self._lock:
             if i not in self.remaining:
-                return
+                return False
             self.remaining.discard(i)
         self.run.record(result)
         self.bar.update(1)
+        return True
 
     def requeue(self, held) -> None:
         """Put the open tasks of ``held`` back at the front of the queue, in their order, uncharged."""
@@ -152,8 +162,8 @@ class TaskLedger:
             culprit = lost[0]
             n = self.attempts[culprit] = self.attempts.get(culprit, 0) + 1
             if n > self.run.cfg.retries:
-                self.done(culprit, TomoResult.failed(self.run.ids[culprit], f"{self.kind} died ({why}) {n} time(s)",
-                                                     attempts=n))
+                self._record(culprit, TomoResult.failed(self.run.ids[culprit], f"{self.kind} died ({why}) {n} time(s)",
+                                                        attempts=n))
         self.requeue(lost)
         self._tell_workers()
 

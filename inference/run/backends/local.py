@@ -21,6 +21,7 @@ from typing import Callable
 from inference.engines import gpus
 from inference.run.backends.ledger import TaskLedger
 from inference.run.backends.local_worker import WorkerSpec, worker_main
+from inference.run.backends.worker_log import relay
 from inference.run.results import TomoResult
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ class LocalWorkers:
             self.ledger.done(i, TomoResult.from_json(msg[3]))
         elif kind == "fatal":
             w.fatal = msg[2]  # it exits next; bury() reports it
+        elif kind == "log":
+            relay(msg)
 
     def drain(self, w: _WorkerState) -> bool:
         """Handle everything the worker has sent; False once its pipe is closed (it is gone)."""

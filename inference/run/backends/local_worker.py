@@ -19,7 +19,9 @@ returns, so nothing a worker said is lost when it is killed right after. Message
   ``None`` = stop);
 * ``("done", wid, index, result_json)``: its :class:`~inference.run.results.TomoResult`;
 * ``("fatal", wid, message)``: the worker cannot work at all (e.g. an engine does not load); it
-  exits, the dispatcher reports it and goes on with the other workers.
+  exits, the dispatcher reports it and goes on with the other workers;
+* ``("log", wid, ...)``: a log record, which the dispatcher writes (:mod:`inference.run.backends.worker_log`),
+  one line each, through its progress bar.
 
 Volumes never cross a process boundary: each worker reads its own tomograms; only candidates
 (small JSON) come back.
@@ -38,6 +40,8 @@ import queue
 import signal
 import threading
 from dataclasses import dataclass
+
+from inference.run.backends.worker_log import PipeLogHandler
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ def worker_main(spec: WorkerSpec, settings, conn) -> None:
     if spec.device == "cuda" and (spec.pin is not None or spec.device_id is not None):
         # before any CUDA import below; the pinned GPU is device 0 in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = spec.pin if spec.pin is not None else str(spec.device_id)
-    logging.basicConfig(level=spec.log_level, format=f"%(levelname)s worker{spec.wid} %(name)s: %(message)s")
+    logging.basicConfig(level=spec.log_level, handlers=[PipeLogHandler(spec.wid, send)])  # written by the dispatcher
     log = logging.getLogger(__name__)
 
     from inference.common.errors import one_line

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from inference.common.errors import EngineError, InputError
+from inference.common.log_format import LineFormatter
 from inference.run.backends.ledger import Task, TaskLedger
 from inference.run.results import TomoResult
 
@@ -113,7 +114,9 @@ class TomogramActor:
         self.settings, self.spec, self.wid, self.table, self.hook = settings, spec, wid, spacing_table, hook
         self.ctx = None
         self._ahead: tuple[int, threading.Thread, dict] | None = None  # (task index, loader, its outcome)
-        logging.basicConfig(level=log_level, format=f"%(levelname)s actor{wid} %(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(LineFormatter(f"%(levelname)s actor{wid} %(name)s: %(message)s"))
+        logging.basicConfig(level=log_level, handlers=[handler])
 
     def start(self) -> dict:
         """Build the engines: ``{"pid", "node"}``, or ``{"fatal": why}`` when nothing can run here."""

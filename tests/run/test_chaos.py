@@ -1,0 +1,68 @@
+"""The chaos run's short form (the long one is ``bench/chaos.py``, its table in docs/RELIABILITY.md): a dozen
+tomograms with 2 workers, 3 worker kills at random moments, 3 reads failing transiently, one SIGKILL of the
+main process and the same command again; the submission and every candidate file byte-identical to a clean
+run's. The fault injector is a test hook (``bench/_chaos_hooks.py``), run through its launcher."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+N, SEED = 12, 7
+
+
+@pytest.fixture(scope="module")
+def chaos():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("_chaos_run")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def inputs(chaos, tmp_path_factory):
+    return chaos.make_inputs(tmp_path_factory.mktemp("chaos"), N, SEED, 0.06)
+
+
+def test_the_plan_is_the_same_for_the_same_seed_and_keeps_every_tomogram_recoverable(chaos, tmp_path):
+    plan = chaos.make_plan(SEED, 200, kills=12, fail_reads=12, slices=30, read_retries=2, state=tmp_path)
+    assert plan == chaos.make_plan(SEED, 200, kills=12, fail_reads=12, slices=30, read_retries=2, state=tmp_path)
+    assert plan != chaos.make_plan(SEED + 1, 200, kills=12, fail_reads=12, slices=30, read_retries=2, state=tmp_path)
+    kills = [e for e in plan["events"] if e["kind"] == "kill"]
+    reads = [e for e in plan["events"] if e["kind"] == "fail_read"]
+    assert sorted(e["phase"] for e in kills) == sorted(["read", "engines", "between"] * 4)  # each phase in turn
+    assert all(0 <= e["after"] < 160 for e in plan["events"])  # in the first 80 %: each has tasks left to hit
+    assert all(1 <= e["times"] <= 2 and 0 <= e["at"] < 30 for e in reads)  # within --read-retries 2: recovers
+    assert all(e["at"] in (1, 2) for e in kills if e["phase"] == "engines")
+    assert 70 <= plan["main_kill_at"] <= 120
+    assert len({e["id"] for e in plan["events"]}) == 24
+
+
+def _chaos(chaos, inputs, tmp_path, backend):
+    manifest, data, slices = inputs
+    plan = chaos.make_plan(SEED, N, kills=3, fail_reads=3, slices=slices, read_retries=2, state=tmp_path / "state",
+                           span=0.5)
+    o = chaos.chaos_run(backend, manifest, data, tmp_path, plan, read_retries=2)
+    assert o.codes == (-9, 0), (o.codes, (tmp_path / f"{backend}-chaos" / "resumed.log").read_text())
+    assert o.saved_at_main_kill is not None and 0 < o.saved_at_main_kill < N  # the main process died mid-run
+    assert o.total_kills == 3 and o.kills_missed == 0, o.kills
+    assert o.failed_reads == o.failed_reads_planned >= 3
+    assert o.read_retries <= o.failed_reads
+    assert not o.failed
+    assert o.identical, o.differing
+    return o
+
+
+def test_local_workers_survive_kills_failed_reads_and_a_killed_run_with_identical_outputs(chaos, inputs, tmp_path):
+    _chaos(chaos, inputs, tmp_path, "local")
+
+
+@pytest.mark.slow
+def test_ray_actors_survive_ray_kill_failed_reads_and_a_killed_driver_with_identical_outputs(chaos, inputs, tmp_path):
+    pytest.importorskip("ray", reason="the Ray backend tests need Ray: pip install 'motorfinder[ray]'")
+    _chaos(chaos, inputs, tmp_path, "ray")
