@@ -3,8 +3,9 @@ launcher (:func:`main`), which ``bench/chaos.py`` and ``tests/run/test_chaos.py`
 ``python -m inference`` with the same arguments.
 
 The plan is a JSON file (:func:`_chaos_run.make_plan`, deterministic per seed) named by ``$MOTORFINDER_CHAOS``:
-events, each fired once in the whole run (a claim file in the plan's ``state`` folder, created with
-``O_EXCL``: once across processes, restarts and the resumed run):
+events, each fired once in the whole run (a claim file in the plan's ``state`` folder, linked into place
+whole: once across processes, restarts and the resumed run; a claim whose process died before logging
+the event is taken over by a later process):
 
 * ``kill`` at a ``phase`` of the first task whose index is at least ``after``: ``read`` (while slice ``at``
   of its folder is read), ``engines`` (at its ``at``-th engine call) or ``between`` (the task received,
@@ -14,7 +15,9 @@ events, each fired once in the whole run (a claim file in the plan's ``state`` f
   deaths (with ``--retries 1`` the second would fail it); otherwise the event waits for a later task. Once
   a process has fired a kill, no other event fires in it (a Ray actor waiting for its ``ray.kill``).
 * ``fail_read``: slice ``at`` of the first task at or after ``after`` raises ``OSError(EIO)`` on that many
-  reads in a row (``times``, at most the run's ``--read-retries``, so the tomogram recovers).
+  reads in a row (``times``, at most the run's ``--read-retries``, so the tomogram recovers), counted in the
+  state folder (a process killed between two of them leaves the rest to the next reader of that tomogram);
+  one such event per tomogram in the whole run.
 
 Everything that happened is appended to ``state/events.log`` (one line each, written before the fault).
 Patched in the worker processes (``worker_entry``) and Ray workers (Ray's ``worker_process_setup_hook``):
@@ -53,8 +56,6 @@ class Injector:
         self.last_done = None  # the task finished last (its result may still be on its way)
         self.running: object | None = None  # the task whose engines run now
         self.calls = 0  # engine calls of the running task
-        self.failing: dict[str, tuple[int, int]] = {}  # tomo_id -> (slice, reads still to fail): an event under way
-        self.read_faulted: set[str] = set()  # one fail_read event per tomogram here: its retries stay in budget
         self.parent = os.getppid()  # a local worker's dispatcher: no kill once it is gone (the main kill)
         self.gone: set[str] = set()  # events seen claimed (by any process)
         self.dying = False  # a kill is under way here (on Ray: asked for): no other event fires in this process
@@ -68,17 +69,51 @@ class Injector:
             os.close(fd)
 
     def claim(self, event: dict) -> bool:
+        """Take ``event`` for this process: a claim file holding this pid, linked into place whole (``os.link``
+        fails when it exists). A stale claim (its process died before logging the event: a worker that
+        claimed a kill the moment the main process was killed) is renamed away first, so the event fires
+        later instead of being lost."""
         self.gone.add(event["id"])
+        path = self.state / f"claim-{event['id']}"
+        if path.exists() and self.stale(event):
+            try:
+                os.rename(path, self.state / f"stale-{event['id']}-{os.getpid()}")
+            except FileNotFoundError:
+                pass  # another process took it over first; the link below decides
+        tmp = self.state / f".claim-{event['id']}-{os.getpid()}"
+        tmp.write_text(str(os.getpid()))
         try:
-            os.close(os.open(self.state / f"claim-{event['id']}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.link(tmp, path)
             return True
         except FileExistsError:
             return False
+        finally:
+            tmp.unlink()
 
     def claimed(self, event: dict) -> bool:
-        if event["id"] not in self.gone and (self.state / f"claim-{event['id']}").exists():
+        if event["id"] not in self.gone and (self.state / f"claim-{event['id']}").exists() and not self.stale(event):
             self.gone.add(event["id"])
         return event["id"] in self.gone
+
+    def stale(self, event: dict) -> bool:
+        """The claim of ``event`` was made by a process that is gone without logging the event."""
+        try:
+            pid = int((self.state / f"claim-{event['id']}").read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        try:
+            os.kill(pid, 0)
+            return False  # alive: it fires the event or has
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False
+        try:
+            logged = (self.state / "events.log").read_text().split()
+        except FileNotFoundError:
+            logged = []
+        under_way = [self.failing(p.name[len("failing-"):])[2] for p in self.state.glob("failing-*")]  # not logged yet
+        return event["id"] not in logged and event["id"] not in under_way
 
     def dispatcher_alive(self) -> bool:
         """A local worker's dispatcher is still its parent (the driver serves a Ray actor's kill itself)."""
@@ -87,6 +122,32 @@ class Injector:
     def first_tries_only(self) -> bool:
         tasks = list(self.held.values()) + ([self.last_done] if self.last_done is not None else [])
         return all(t.attempt == 0 for t in tasks)
+
+    # A fail_read event under way lives in the state folder, not in this process: a worker killed between two
+    # failed reads (or the main kill) leaves the rest to whichever process reads that tomogram next, so the
+    # run fails exactly the planned reads; and a tomogram gets one fail_read event in the whole run, so the
+    # reads failed in one attempt stay within --read-retries.
+    def failing(self, tomo_id: str) -> tuple[int | None, int, str]:
+        """(slice, reads still to fail, event id) of the fail_read event under way for ``tomo_id``, or
+        (None, 0, "")."""
+        try:
+            at, left, eid = (self.state / f"failing-{tomo_id}").read_text().split()
+        except FileNotFoundError:
+            return None, 0, ""
+        return int(at), int(left), eid
+
+    def set_failing(self, tomo_id: str, at: int, left: int, eid: str) -> None:
+        path = self.state / f"failing-{tomo_id}"
+        if left <= 0:
+            path.unlink(missing_ok=True)
+            return
+        tmp = self.state / f".failing-{tomo_id}-{os.getpid()}"
+        tmp.write_text(f"{at} {left} {eid}")
+        os.replace(tmp, path)
+        (self.state / f"faulted-{tomo_id}").touch()
+
+    def read_faulted(self, tomo_id: str) -> bool:
+        return (self.state / f"faulted-{tomo_id}").exists()
 
     # -- the faults ----------------------------------------------------------------------------
     def at(self, phase: str, task, at: int) -> None:
@@ -99,8 +160,8 @@ class Injector:
     def _choose(self, phase: str, task, at: int):
         if self.dying:
             return None
-        if phase == "read" and self.failing.get(task.tomo_id, (None, 0))[0] == at:
-            return functools.partial(self.fail_read, "-", task)  # a fail_read event under way: the next try
+        if phase == "read" and self.failing(task.tomo_id)[0] == at:
+            return functools.partial(self.fail_read, task)  # a fail_read event under way: the next try
         for e in self.events:
             if e["after"] > task.index or e.get("at", 0) != at or self.claimed(e):
                 continue
@@ -108,19 +169,15 @@ class Injector:
                     and self.claim(e):
                 self.dying = True
                 return functools.partial(self.kill, e, task)
-            if e["kind"] == "fail_read" and phase == "read" and task.tomo_id not in self.read_faulted and self.claim(e):
-                self.read_faulted.add(task.tomo_id)
-                self.failing[task.tomo_id] = (at, e["times"])
-                return functools.partial(self.fail_read, e["id"], task)
+            if e["kind"] == "fail_read" and phase == "read" and not self.read_faulted(task.tomo_id) and self.claim(e):
+                self.set_failing(task.tomo_id, at, e["times"], e["id"])
+                return functools.partial(self.fail_read, task)
         return None
 
-    def fail_read(self, eid: str, task) -> None:
+    def fail_read(self, task) -> None:
         with self.lock:
-            at, left = self.failing[task.tomo_id]
-            if left <= 1:
-                del self.failing[task.tomo_id]
-            else:
-                self.failing[task.tomo_id] = (at, left - 1)
+            at, left, eid = self.failing(task.tomo_id)
+            self.set_failing(task.tomo_id, at, left - 1, eid)
         self.log("failread", eid, task.tomo_id, at, "pid", os.getpid())
         raise OSError(errno.EIO, "Input/output error (chaos)", task.tomo_id)
 

@@ -6,7 +6,11 @@ run's. The fault injector is a test hook (``bench/_chaos_hooks.py``), run throug
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -66,3 +70,43 @@ def test_local_workers_survive_kills_failed_reads_and_a_killed_run_with_identica
 def test_ray_actors_survive_ray_kill_failed_reads_and_a_killed_driver_with_identical_outputs(chaos, inputs, tmp_path):
     pytest.importorskip("ray", reason="the Ray backend tests need Ray: pip install 'motorfinder[ray]'")
     _chaos(chaos, inputs, tmp_path, "ray")
+
+
+def test_a_claim_left_by_a_process_that_died_before_logging_its_event_is_taken_over(chaos, tmp_path):
+    hooks = importlib.import_module("_chaos_hooks")
+    plan = chaos.make_plan(SEED, N, kills=3, fail_reads=0, slices=10, read_retries=2, state=tmp_path)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    events = plan["events"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / f"claim-{events[0]['id']}").write_text(str(dead_pid))  # died before logging: stale
+    (tmp_path / f"claim-{events[1]['id']}").write_text(str(dead_pid))  # died after logging it: fired
+    (tmp_path / "events.log").write_text(f"kill {events[1]['id']} between tomo_x 0 pid {dead_pid}\n")
+    (tmp_path / f"claim-{events[2]['id']}").write_text(str(os.getppid()))  # alive: fires it or has
+    inj = hooks.Injector(tmp_path / "plan.json", "self")
+    assert [inj.claimed(e) for e in events] == [False, True, True]
+    assert inj.claim(events[0]) and (tmp_path / f"claim-{events[0]['id']}").read_text() == str(os.getpid())
+    assert not hooks.Injector(tmp_path / "plan.json", "self").claim(events[0])  # now held by a live process
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".", "stale"))) == \
+        [f"stale-{events[0]['id']}-{os.getpid()}"]
+
+
+def test_a_fail_read_event_under_way_goes_on_in_the_next_process_and_fails_exactly_its_reads(chaos, tmp_path):
+    hooks = importlib.import_module("_chaos_hooks")
+    events = [{"id": "r00", "kind": "fail_read", "after": 0, "at": 3, "times": 2},
+              {"id": "r01", "kind": "fail_read", "after": 0, "at": 5, "times": 1}]
+    (tmp_path / "plan.json").write_text(json.dumps({"state": str(tmp_path), "events": events}))
+    task = types.SimpleNamespace(tomo_id="tomo_a", index=0, attempt=0)
+    first = hooks.Injector(tmp_path / "plan.json", "self")
+    with pytest.raises(OSError):
+        first.at("read", task, 3)  # r00: the first of its two failed reads; then this process dies
+    second = hooks.Injector(tmp_path / "plan.json", "self")  # the task again, in another process
+    second.at("read", task, 0)
+    with pytest.raises(OSError):
+        second.at("read", task, 3)  # r00's second failed read
+    second.at("read", task, 3)  # r00 is done
+    second.at("read", task, 5)  # r01 is for another tomogram: one fail_read event per tomogram
+    with pytest.raises(OSError):
+        second.at("read", types.SimpleNamespace(tomo_id="tomo_b", index=1, attempt=0), 5)
+    log = [line.split()[:2] for line in (tmp_path / "events.log").read_text().splitlines()]
+    assert log == [["failread", "r00"], ["failread", "r00"], ["failread", "r01"]]
