@@ -133,7 +133,7 @@ def dry_run(result: BuildResult, root: Path, *, n: int | None = None, seed: int 
                           MOTORFINDER_PYTHON=str(env_python), PYTHONUNBUFFERED="1")
         try:
             with _environ(kernel_env):
-                client.execute()
+                client.execute(cleanup_kc=True)  # our km: nbclient shuts the kernel and its channels down only if asked
         except (CellExecutionError, CellTimeoutError) as exc:
             nbformat.write(nb, str(executed))
             first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()  # no terminal colours

@@ -7,7 +7,10 @@ packages (the README's demo does the same).
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -40,7 +43,21 @@ def outputs(path: Path) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
-def test_the_notebook_installs_the_bundle_offline_and_predicts(demo_manifest, tmp_path, monkeypatch):
+def kernel_children() -> list[str]:
+    """Command lines of this process's children that are Jupyter kernels."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == os.getpid() and "ipykernel" in cmd:
+            found.append(cmd)
+    return found
+
+
+def test_the_notebook_installs_the_bundle_offline_and_predicts(demo_manifest, tmp_path, monkeypatch, caplog):
     mrcfile = repack("mrcfile", tmp_path / "repacked")
 
     def source(package_wheel, groups):
@@ -48,9 +65,13 @@ def test_the_notebook_installs_the_bundle_offline_and_predicts(demo_manifest, tm
 
     built = build(cfg(demo_manifest, tmp_path / "out"), wheel_source=source)
     monkeypatch.chdir(tmp_path)  # a relative root (like the default --out build/) must work too
+    caplog.set_level(logging.DEBUG)
     res = dry_run(built, Path("out/dryrun"), n=2, seed=3, scale=0.15, env_seed="local",
                   image=local_image("simplejpeg", "onnxruntime"))
+    gc.collect()
     assert res.n_tomograms == 2 and res.score is not None
+    assert not kernel_children()  # the kernel was shut down, not left to the end of this process
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "zmq" in r.getMessage()]  # nor its channels
     text = outputs(res.executed)
     assert "wheels/motorfinder/mrcfile" in text and "Successfully installed" in text  # from the dataset, resolved
     assert "motorfinder-0.1.0-py3-none-any.whl/kaggle_builder/runtime.py" in text  # imported from the wheel file
