@@ -83,18 +83,27 @@ def render(volume: np.ndarray, spacing_A: float, tomo_id: str, tables: Mapping[s
             ax.scatter(p[cols], p[rows], s=120, marker="x", c="#ff00ff", linewidths=2.0, label="truth")
         ax.set_xlim(-0.5, img.shape[1] - 0.5)
         ax.set_ylim(img.shape[0] - 0.5, -0.5)
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1:]:
+    title = (f"{tomo_id}: {spacing_A:g} Å/voxel, centred on the {why}; "
+             f"{len(truth)} labelled motor(s); marks within {near_A:g} Å of each plane")
+    return save_figure(fig, axes, title, out, legend_columns=None, legend_fontsize=9, legend_height=0.06)
+
+
+def save_figure(fig, axes, title: str, out, *, legend_columns: int | None, legend_fontsize: int,
+                legend_height: float) -> Path:
+    """One legend of every axis's labels (each label once, at most ``legend_columns`` columns; None: one row)
+    below the panels, ``title`` above, the PNG written to ``out`` (its folder made) and the figure closed."""
+    handles, labels = [], []
+    for ax in axes:
         h, lab = ax.get_legend_handles_labels()
         handles, labels = handles + h, labels + lab
     uniq = dict(zip(labels, handles))
     if uniq:
-        fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=len(uniq), fontsize=9)
-    fig.suptitle(f"{tomo_id}: {spacing_A:g} Å/voxel, centred on the {why}; "
-                 f"{len(truth)} labelled motor(s); marks within {near_A:g} Å of each plane", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+        ncol = len(uniq) if legend_columns is None else min(len(uniq), legend_columns)
+        fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=ncol, fontsize=legend_fontsize)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, legend_height, 1, 0.95))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
-    plt.close(fig)
+    matplotlib_pyplot().close(fig)
     return out

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from inference.evaluate.show import COLOURS, draw_slab, matplotlib_pyplot
+from inference.evaluate.show import COLOURS, draw_slab, matplotlib_pyplot, save_figure
 
 
 def render_particles(volume: np.ndarray, spacing_A: float, experiment: str, classes: Sequence, picks: pd.DataFrame,
@@ -46,18 +46,6 @@ def render_particles(volume: np.ndarray, spacing_A: float, experiment: str, clas
                                label=f"{name} (truth)")
         ax.set_xlim(-0.5, img.shape[1] - 0.5)
         ax.set_ylim(img.shape[0] - 0.5, -0.5)
-    handles, labels = [], []
-    for ax in axes:
-        h, lab = ax.get_legend_handles_labels()
-        handles, labels = handles + h, labels + lab
-    uniq = dict(zip(labels, handles))
-    if uniq:
-        fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=min(len(uniq), 6), fontsize=8)
-    fig.suptitle(f"{experiment}: {spacing_A:g} Å/voxel; {len(picks)} pick(s), {len(truth)} labelled particle(s); "
-                 f"circles: picks (class radius), crosses: truth, within {near_A:g} Å of each plane", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    title = (f"{experiment}: {spacing_A:g} Å/voxel; {len(picks)} pick(s), {len(truth)} labelled particle(s); "
+             f"circles: picks (class radius), crosses: truth, within {near_A:g} Å of each plane")
+    return save_figure(fig, axes, title, out, legend_columns=6, legend_fontsize=8, legend_height=0.08)
