@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from importlib.metadata import distribution
 from pathlib import Path
@@ -62,3 +63,16 @@ def repack(name: str, dest: Path) -> Path:
             if (site / f).is_file():
                 zf.write(site / f, str(f))
     return path
+
+
+def install_fake_python(tmp_path: Path, monkeypatch, script: str) -> Path:
+    """``script`` (a stand-in interpreter's source with ``{python}`` for its shebang) as the notebook's
+    ``MOTORFINDER_PYTHON``, on the CPU; returns the log it appends each command line to (``FAKE_LOG``)."""
+    fake = tmp_path / "python"
+    fake.write_text(script.format(python=sys.executable))
+    fake.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("MOTORFINDER_PYTHON", str(fake))
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv("MOTORFINDER_DEVICE", "cpu")
+    return log

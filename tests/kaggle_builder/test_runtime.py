@@ -16,6 +16,7 @@ from inference.engines.tensorrt_sidecar import RuntimeEnv
 from inference.manifest.parse import load_manifest
 from kaggle_builder import runtime, submission_check
 from kaggle_builder.target import BYU, RECORD_NAME, STATUS_NAME
+from tests.kaggle_builder.kaggle_helpers import install_fake_python
 
 HEADER = "tomo_id,Motor axis 0,Motor axis 1,Motor axis 2\n"
 PIP_MISSING = ("Looking in links: /kaggle/input/x/wheels/motorfinder\n"
@@ -107,13 +108,7 @@ def kaggle(tmp_path, monkeypatch):
     comp = root / "input" / BYU.competition
     (comp / "test").mkdir(parents=True)
     (comp / "sample_submission.csv").write_text(HEADER + "tomo_a,-1,-1,-1\ntomo_b,-1,-1,-1\n")
-    fake = tmp_path / "python"
-    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
-    fake.chmod(0o755)
-    log = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("MOTORFINDER_PYTHON", str(fake))
-    monkeypatch.setenv("FAKE_LOG", str(log))
-    monkeypatch.setenv("MOTORFINDER_DEVICE", "cpu")
+    log = install_fake_python(tmp_path, monkeypatch, FAKE_PYTHON)
     settings = {"competition": BYU.competition, "task": "motors", "test_input": "test",
                 "sample_submission": "sample_submission.csv", "devices": "all", "budget_h": 8.5, "fp16_engines": True}
     return types.SimpleNamespace(root=root, ds=ds, comp=comp, log=log, settings=settings,

@@ -4,7 +4,6 @@ repair after a failed step, the CPU fallback; around a stand-in interpreter."""
 from __future__ import annotations
 
 import json
-import sys
 import types
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from kaggle_builder import runtime
 from kaggle_builder.notebook import settings
 from kaggle_builder.target import CZII, RECORD_NAME, STATUS_NAME
-from tests.kaggle_builder.kaggle_helpers import cfg
+from tests.kaggle_builder.kaggle_helpers import cfg, install_fake_python
 
 HEADER = "id,experiment,particle_type,x,y,z\n"
 TYPES = ["apo-ferritin", "beta-amylase", "beta-galactosidase", "ribosome", "thyroglobulin", "virus-like-particle"]
@@ -61,13 +60,7 @@ def kaggle(tmp_path, monkeypatch):
     for run in ("TS_5_4", "TS_69_2"):
         (comp / "test" / "static" / "ExperimentRuns" / run / "VoxelSpacing10.000" / "denoised.zarr").mkdir(parents=True)
     (comp / "sample_submission.csv").write_text(HEADER + "0,TS_5_4,beta-amylase,2983.596,3154.13,764.124\n")
-    fake = tmp_path / "python"
-    fake.write_text(FAKE_PYTHON.format(python=sys.executable))
-    fake.chmod(0o755)
-    log = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("MOTORFINDER_PYTHON", str(fake))
-    monkeypatch.setenv("FAKE_LOG", str(log))
-    monkeypatch.setenv("MOTORFINDER_DEVICE", "cpu")
+    log = install_fake_python(tmp_path, monkeypatch, FAKE_PYTHON)
     return types.SimpleNamespace(root=root, ds=ds, comp=comp, settings=settings(cfg(tmp_path / "m.yaml", tmp_path,
                                                                                     target=CZII)),
                                  submission=root / "working" / "submission.csv",
