@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kaggle_builder.build import BuildResult, build
 from kaggle_builder.config import BuildConfig
-from kaggle_builder.demo_predict import predict_demo
+from kaggle_builder.demo_predict import Predicted, predict_demo
 from kaggle_builder.dry_run import DryRunResult, dry_run
 from kaggle_builder.ownership import owned_dir
 from kaggle_builder.profile_run import ProfileResult, run_profile
@@ -21,14 +21,9 @@ from kaggle_builder.target import BYU, Target
 
 
 @dataclass(frozen=True)
-class DemoSummary:
-    data_dir: Path
-    manifest: Path
-    submission: Path
-    candidates_dir: Path
-    score: dict
-    threshold: str
-    seconds: dict
+class DemoSummary(Predicted):
+    """What the demo predicted (its ``seconds`` with the build's, dry run's and profile's added) and built."""
+
     build: BuildResult | None = None
     dry_run: DryRunResult | None = None
     profile: ProfileResult | None = None
@@ -120,8 +115,7 @@ def run_demo(out: Path, *, target: Target = BYU, n: int | None = None, seed: int
             profiled = run_profile(done.manifest, root / "profile", target=target, profile_tomograms=2, scale=pscale,
                                    seed=seed + 2, flops_md=flops_md, progress=False)
             seconds["profile"] = time.perf_counter() - t0
-        summary = DemoSummary(data_dir=done.data_dir, manifest=done.manifest, submission=done.submission,
-                              candidates_dir=done.candidates_dir, score=done.score, threshold=done.threshold,
-                              seconds=seconds, build=built, dry_run=dried, profile=profiled, target=target)
+        summary = DemoSummary(**{**vars(done), "seconds": seconds}, build=built, dry_run=dried, profile=profiled,
+                              target=target)
         (root / "summary.json").write_text(json.dumps({**summary.score, "seconds": seconds}, indent=2))
     return summary
