@@ -34,12 +34,17 @@ def _registry_env() -> dict:
     return env
 
 
-@pytest.mark.slow
-def test_cpu_dev_resolves_without_cuda_packages(tmp_path):
+def _resolved(extras: str, tmp_path: Path) -> set[str]:
+    """The packages (lowercase names) that installing this checkout with ``extras`` resolves to on the registry."""
     report = tmp_path / "r.json"
     subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                    "--report", str(report), f"{REPO}[cpu,dev]"], env=_registry_env(), check=True)
-    names = {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
+                    "--report", str(report), f"{REPO}[{extras}]"], env=_registry_env(), check=True)
+    return {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
+
+
+@pytest.mark.slow
+def test_cpu_dev_resolves_without_cuda_packages(tmp_path):
+    names = _resolved("cpu,dev", tmp_path)
     assert "onnxruntime" in names and "nbclient" in names
     assert not {n for n in names if n.startswith("nvidia-") or n in ("triton", "torch", "monai")}
 
@@ -76,9 +81,6 @@ def test_the_cpu_extra_alone_runs_every_command(tmp_path):
 
 @pytest.mark.slow
 def test_ray_and_zarr_extras_resolve_without_cuda_packages(tmp_path):
-    report = tmp_path / "r.json"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                    "--report", str(report), f"{REPO}[cpu,ray,zarr]"], env=_registry_env(), check=True)
-    names = {i["metadata"]["name"].lower() for i in json.loads(report.read_text())["install"]}
+    names = _resolved("cpu,ray,zarr", tmp_path)
     assert {"ray", "zarr", "fsspec"} <= names
     assert not {n for n in names if n.startswith("nvidia-") or n in ("triton", "torch")}
