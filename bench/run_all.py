@@ -80,6 +80,7 @@ TABLES = (
     Table("flops", "bench_flops.py", (), (), group="export", minutes=0.2),
     Table("export_parity", "bench_export_parity.py", (), ("--skip-full",), group="export", minutes=1.5),
     Table("particle_decoders", "bench_particle_decoders.py", (), (), needs=("cc3d", "skimage"), minutes=2.0),
+    Table("particle_accuracy", "bench_particle_accuracy.py", (), ("--sets", "1:4"), minutes=0.3),
     Table("recipe", "bench_recipe.py", (), ("--n", "4"), minutes=1.0),
     Table("run_checks", "bench_run_checks.py", (), ("--n", "20", "--slices", "100"), minutes=0.4),
     Table("scale", "bench_scale.py", (), ("--n", "2", "--scale", "0.1"), group="ray", minutes=1.5),
