@@ -121,20 +121,33 @@ def _targets(particles: Particles, channels: Sequence[str], decode: Sequence, fl
     return out
 
 
-def heatmap_picks(members: Sequence[ClassMaps], particles: Particles, *, floor: bool = False,
-                  xp=np) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``ensemble: heatmap`` (module docstring; the members share one activation): ``{class: (zyx_A (K, 3),
-    conf (K,))}``."""
+def heatmap_picks(members: Sequence[ClassMaps], particles: Particles, *, floors: Sequence[bool] = (False,),
+                  xp=np) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """``ensemble: heatmap`` (module docstring; the members share one activation): per entry of ``floors``
+    (:func:`_targets`), ``{class: (zyx_A (K, 3), conf (K,))}``. The maps are averaged and activated once."""
     avg = average_logits(members, (BACKGROUND, *particles.names), xp)
     probs = activate(avg.logits, members[0].activation, xp)
-    return decode_particles(probs, _targets(particles, avg.channels, (), floor), avg.cell_A, avg.origin_A, xp=xp)
+    return [decode_particles(probs, _targets(particles, avg.channels, (), floor), avg.cell_A, avg.origin_A, xp=xp)
+            for floor in floors]
 
 
 def points_picks(members: Sequence[ClassMaps], particles: Particles, fusion: Fusion, *,
-                 floor: bool = False, xp=np) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``ensemble: points`` (module docstring): ``{class: (zyx_A (K, 3), conf (K,))}``."""
-    decoded = [decode_particles(activate(m.logits, m.activation, xp), _targets(particles, m.channels, m.decode, floor),
-                                m.cell_A, m.origin_A, xp=xp) for m in members]
+                 floors: Sequence[bool] = (False,), xp=np) -> list[dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """``ensemble: points`` (module docstring): per entry of ``floors`` (:func:`_targets`), ``{class: (zyx_A
+    (K, 3), conf (K,))}``. Each member is activated once (one member's probabilities in memory at a time)."""
+    decoded = [[] for _ in floors]  # per floor, per member
+    for m in members:
+        probs = activate(m.logits, m.activation, xp)
+        for per_member, floor in zip(decoded, floors):
+            per_member.append(decode_particles(probs, _targets(particles, m.channels, m.decode, floor), m.cell_A,
+                                               m.origin_A, xp=xp))
+        del probs
+    return [_fuse_classes(d, members, particles, fusion) for d in decoded]
+
+
+def _fuse_classes(decoded: Sequence[dict], members: Sequence[ClassMaps], particles: Particles,
+                  fusion: Fusion) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per class, the members' decoded picks fused by point WBF at ``fusion_radius`` x the class radius."""
     out = {}
     for c in particles.classes:
         having = [(i, d[c.name]) for i, d in enumerate(decoded) if c.name in d]

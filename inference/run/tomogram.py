@@ -255,7 +255,7 @@ def run_particles(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult
                               weight=p.member.weight, activation=p.member.activation, decode=p.member.class_decode))
         member_seconds[p.member.name] = time.perf_counter() - t0
     with timer.stage("decode"):
-        picks, candidates = (_particle_picks(maps, ctx, floor) for floor in (False, True))
+        picks, candidates = _particle_picks(maps, ctx)
     del maps
     free_pool(ctx.xp)
     spacing, shape, lm = loaded.spacing, loaded.shape, loaded.level_map
@@ -279,12 +279,13 @@ def run_particles(loaded: Loaded, ctx: Context, plan: Plan = FULL) -> TomoResult
         read_retries=loaded.read_retries)
 
 
-def _particle_picks(maps: list[ClassMaps], ctx: Context, floor: bool) -> dict:
-    """The manifest's particle ensemble on the members' maps: ``{class: (zyx_A, conf)}`` (``floor``: candidates)."""
+def _particle_picks(maps: list[ClassMaps], ctx: Context) -> list[dict]:
+    """The manifest's particle ensemble on the members' maps, decoded at the classes' thresholds (picks) and at
+    the candidate floor (candidates): two ``{class: (zyx_A, conf)}``."""
     m = ctx.manifest
     if m.particles.ensemble == "heatmap":
-        return heatmap_picks(maps, m.particles, floor=floor, xp=ctx.xp)
-    return points_picks(maps, m.particles, m.fusion, floor=floor, xp=ctx.xp)
+        return heatmap_picks(maps, m.particles, floors=(False, True), xp=ctx.xp)
+    return points_picks(maps, m.particles, m.fusion, floors=(False, True), xp=ctx.xp)
 
 
 def load_task(task, ctx: Context) -> Loaded:

@@ -83,7 +83,7 @@ def ball_logits(shape, centre, radius, high=4.0):
 def test_heatmap_picks_are_in_angstrom_from_the_grid():
     maps = ClassMaps(ball_logits((12, 12, 12), (6, 5, 4), 2), ("background", "apo-ferritin"), (7.0, 7.0, 7.0),
                      (20.0, 20.0, 20.0))
-    picks = heatmap_picks([maps], particles(APO))
+    picks = heatmap_picks([maps], particles(APO))[0]
     zyx, conf = picks["apo-ferritin"]
     assert zyx.shape == (1, 3)
     np.testing.assert_allclose(zyx[0], [7.0 + 6 * 20.0, 7.0 + 5 * 20.0, 7.0 + 4 * 20.0])
@@ -95,8 +95,7 @@ def test_the_floor_keeps_weaker_picks_as_candidates():
     logits[1][2, 2, 2] = -0.2                                     # a weak lone peak: prob 0.45
     maps = ClassMaps(logits, ("background", "apo-ferritin"), (0.0,) * 3, (20.0,) * 3)
     task = particles(APO, floor=0.4)  # between the outside (0.38) and the weak peak
-    strong = heatmap_picks([maps], task)["apo-ferritin"][1]
-    weak = heatmap_picks([maps], task, floor=True)["apo-ferritin"][1]
+    strong, weak = (found["apo-ferritin"][1] for found in heatmap_picks([maps], task, floors=(False, True)))
     assert len(strong) == 1 and len(weak) == 2 and weak.min() == pytest.approx(1 / (1 + np.exp(0.2)), rel=1e-6)
 
 
@@ -106,12 +105,12 @@ def test_points_fuse_each_class_within_a_fraction_of_its_radius():
     b = ClassMaps(ball_logits((12, 12, 12), (6, 6, 9), 2), ("background", "ribosome"), (0.0,) * 3, (20.0,) * 3)
     # (each member alone: one peak, at the centre of its ball)
     task = particles(RIBO, ensemble="points")
-    zyx, conf = points_picks([a, b], task, Fusion())["ribosome"]
+    zyx, conf = points_picks([a, b], task, Fusion())[0]["ribosome"]
     assert zyx.shape == (1, 3)
     np.testing.assert_allclose(zyx[0], [120.0, 120.0, 150.0])  # the mean of x 120 and 180 (equal confs)
     # 0.3 x 150 = 45 Å < 60 Å: two points, each with conf / 2 (seen by one member of two)
     task = Particles(classes=(RIBO,), decode=task.decode, ensemble="points", fusion_radius=0.3)
-    zyx, conf = points_picks([a, b], task, Fusion())["ribosome"]
+    zyx, conf = points_picks([a, b], task, Fusion())[0]["ribosome"]
     assert zyx.shape == (2, 3)
     p = np.exp(4.0) / (1.0 + np.exp(4.0))
     np.testing.assert_allclose(conf, [p / 2, p / 2])
@@ -132,9 +131,9 @@ def test_the_gpu_path_gives_the_cpu_picks(monkeypatch, ensemble):
     gpu_maps = [ClassMaps(fake.cupy.asarray(m.logits), m.channels, m.origin_A, m.cell_A, m.weight) for m in cpu_maps]
     task = particles(RIBO, ensemble=ensemble)
     if ensemble == "heatmap":
-        cpu, gpu = heatmap_picks(cpu_maps, task), heatmap_picks(gpu_maps, task, xp=fake.cupy)
+        cpu, gpu = heatmap_picks(cpu_maps, task)[0], heatmap_picks(gpu_maps, task, xp=fake.cupy)[0]
     else:
-        cpu, gpu = points_picks(cpu_maps, task, Fusion()), points_picks(gpu_maps, task, Fusion(), xp=fake.cupy)
+        cpu, gpu = points_picks(cpu_maps, task, Fusion())[0], points_picks(gpu_maps, task, Fusion(), xp=fake.cupy)[0]
     assert len(cpu["ribosome"][0]) >= 1
     np.testing.assert_array_equal(cpu["ribosome"][0], gpu["ribosome"][0])
     np.testing.assert_array_equal(cpu["ribosome"][1], gpu["ribosome"][1])
