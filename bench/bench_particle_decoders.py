@@ -37,27 +37,22 @@ WINDOW, OVERLAP, MEMBERS, TOMOGRAMS = 96, 0.21, 10, 500
 
 
 def found(picks: dict, centres: list, classes) -> int:
-    """Blobs with at least one pick within half their radius (Å)."""
-    from scipy.spatial import cKDTree
+    """Blobs with at least one pick within half their radius (Å): the metric's true positives."""
+    from inference.evaluate.particle_metric import DISTANCE_MULTIPLIER, match_counts
 
-    n = 0
-    for c, pts in zip(classes, centres):
-        zyx = picks[c.name][0]
-        if len(zyx) and len(pts):
-            hits = cKDTree(zyx).query_ball_point(pts * np.asarray(CELL_A), r=0.5 * c.radius_A)
-            n += sum(1 for h in hits if h)
-    return n
+    return sum(match_counts(np.asarray(pts, np.float64).reshape(-1, 3) * np.asarray(CELL_A), picks[c.name][0],
+                            DISTANCE_MULTIPLIER * c.radius_A)[0] for c, pts in zip(classes, centres))
 
 
 def projection(decode_s: dict[str, float]) -> tuple[list[str], dict]:
     """Lines and metrics of the T4 projection (see the module docstring)."""
-    from inference.predict.windows import count_windows
+    from inference.predict.window_placement import count_windows
     from kaggle_builder.cost import T4_PEAK_FLOPS, flops_bound_seconds, parse_flops_md
 
     windows = count_windows(TOMOGRAM, (WINDOW,) * 3, 2, OVERLAP)
     row = parse_flops_md(ROOT / "bench" / "results" / "flops.md").get("resnext50")
     lines = [f"- windows: {windows} per tomogram and member ({WINDOW}^3, overlap {OVERLAP} (the 1st place's), stride 2, "
-             f"`inference.predict.windows.count_windows` on {' x '.join(map(str, TOMOGRAM))} voxels; no TTA: flip TTA "
+             f"`inference.predict.window_placement.count_windows` on {' x '.join(map(str, TOMOGRAM))} voxels; no TTA: flip TTA "
              "doubles the engine time)"]
     if row is None:
         return lines + ["- FLOPs: bench/results/flops.md has no resnext50 row (run `bench/run_all.py --only flops` "

@@ -1,6 +1,7 @@
 """The house rules, computed from the source: no import circle between files (imports inside functions
 count), dependencies in one direction, at most 8 modules at the top of ``inference/``, no ``.py`` file
-outside ``tests/`` over 400 lines, and every ``__init__.py`` only a docstring.
+outside ``tests/`` over 400 lines, every ``__init__.py`` only a docstring, and every ``from <ours> import name``
+(function bodies included: a moved name breaks them only when they run) naming something its module has.
 
 An import is an arrow to each file it names: ``import a.b`` -> ``a/b.py`` (or ``a/b/__init__.py``);
 ``from a.b import c`` -> ``a/b/__init__.py`` or ``a/b.py``, and also ``a/b/c.py`` when ``c`` is a module.
@@ -156,3 +157,56 @@ def test_every_package_init_is_only_a_docstring():
             body = ast.parse(init.read_text()).body
             assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), \
                 f"{rel(init)}: keep it to its docstring"
+
+
+def top_level_names(path: Path) -> set[str]:
+    """Names a module defines or imports at its top level (inside top-level ``if``/``try`` blocks too)."""
+    names: set[str] = set()
+
+    def collect(body) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                names.update(n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names.add(node.target.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, ast.If):
+                collect(node.body)
+                collect(node.orelse)
+            elif isinstance(node, ast.Try):
+                for part in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
+                    collect(part)
+
+    collect(ast.parse(path.read_text(), str(path)).body)
+    return names
+
+
+def unresolved_imports(path: Path) -> list[str]:
+    """``from <ours> import name`` anywhere in ``path`` (function bodies included) whose module neither
+    defines ``name`` nor has it as a submodule: an import that fails only when that code runs."""
+    out, where = [], rel(path) if path.is_relative_to(REPO) else str(path)
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+            continue
+        target = module_file(node.module)
+        if node.module.split(".")[0] not in (*PACKAGES, "tests") or target is None:
+            continue
+        defined = top_level_names(target)
+        out += [f"{where}:{node.lineno}: from {node.module} import {a.name}" for a in node.names
+                if a.name != "*" and a.name not in defined and module_file(f"{node.module}.{a.name}") is None]
+    return out
+
+
+def test_every_import_of_ours_names_something_its_module_has():
+    files = product_files() + sorted(p for p in (REPO / "tests").rglob("*.py") if "__pycache__" not in p.parts)
+    assert [line for f in files for line in unresolved_imports(f)] == []
+
+
+def test_the_import_check_finds_a_name_its_module_lacks(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from inference.predict.windows import count_windows\n"
+                     "    from inference.predict.window_placement import count_windows\n")
+    assert unresolved_imports(probe) == [f"{probe}:2: from inference.predict.windows import count_windows"]
