@@ -74,34 +74,27 @@ def finest_target(manifest: Manifest) -> float:
     return min([manifest.target_spacing] + [m.slice_spacing for m in manifest.members if m.slice_spacing])
 
 
-def make_context(manifest: Manifest, *, engine: EngineOptions, spacing_table: dict[str, float] | None = None,
-                 default_spacing: float | None = None, decoder: str = "auto", read_threads: int | None = None,
-                 engine_factory: Callable | None = None, zarr_level: int | str = 0, read_retries: int = 2) -> Context:
-    factory = engine_factory or (lambda member: load_engine(member.model, member_engine_options(engine, member)))
-    xp = array_module(engine.device)
-    predictors = []
-    for m in manifest.members:  # each engine checked with one window before the next loads: one line, no tomogram
-        predictor = MemberPredictor(m, factory(m), manifest.target_spacing, xp=xp)
-        check_engine(m, predictor.engine, input_hint(m).sample, xp=xp)
-        predictors.append(predictor)
-    default = default_spacing if default_spacing is not None else manifest.default_spacing
-    return Context(manifest=manifest, predictors=predictors, spacing_table=spacing_table, default_spacing=default,
-                   decoder=decoder, read_threads=read_threads, zarr_level=zarr_level, read_retries=read_retries)
-
-
 def context_for(settings, *, spacing_table: dict[str, float] | None, device: str | None = None,
                 threads: int | None = None, engine_factory: Callable | None = None) -> Context:
     """The :class:`Context` of a run's ``settings`` (an :class:`inference.run.runner.PredictConfig`) in this
-    process. ``device`` (a worker's): its engines on that device, as device 0 (a worker sees only its
+    process: every member's engine loaded and checked with one window of zeros before the next loads (one line,
+    no tomogram). ``device`` (a worker's): its engines on that device, as device 0 (a worker sees only its
     pinned GPU), with ``threads`` intra-op threads unless the run's engine options name a number;
     None: the run's engine options as they are (in-process)."""
-    engine = settings.engine
+    engine, manifest = settings.engine, settings.manifest
     if device is not None:
         engine = replace(engine, device=device, device_id=0, threads=threads or engine.threads)
-    return make_context(settings.manifest, engine=engine, spacing_table=spacing_table,
-                        default_spacing=settings.default_spacing, decoder=settings.decoder,
-                        read_threads=settings.read_threads, engine_factory=engine_factory,
-                        zarr_level=settings.zarr_level, read_retries=settings.read_retries)
+    factory = engine_factory or (lambda member: load_engine(member.model, member_engine_options(engine, member)))
+    xp = array_module(engine.device)
+    predictors = []
+    for m in manifest.members:
+        predictor = MemberPredictor(m, factory(m), manifest.target_spacing, xp=xp)
+        check_engine(m, predictor.engine, input_hint(m).sample, xp=xp)
+        predictors.append(predictor)
+    default = settings.default_spacing if settings.default_spacing is not None else manifest.default_spacing
+    return Context(manifest=manifest, predictors=predictors, spacing_table=spacing_table, default_spacing=default,
+                   decoder=settings.decoder, read_threads=settings.read_threads, zarr_level=settings.zarr_level,
+                   read_retries=settings.read_retries)
 
 
 def member_engine_options(engine: EngineOptions, member) -> EngineOptions:
@@ -290,7 +283,7 @@ def _particle_picks(maps: list[ClassMaps], ctx: Context) -> list[dict]:
 
 def load_task(task, ctx: Context) -> Loaded:
     """:func:`load` for a task (an :class:`inference.run.backends.ledger.Task`: its source, id and plan)."""
-    return load(as_source(task.source), ctx, task.plan or FULL, task.tomo_id)
+    return load(as_source(task.source), ctx, task.plan or FULL, task.name)
 
 
 def run_task(task, loaded: Loaded | None, error: BaseException | None, ctx: Context) -> TomoResult:
@@ -298,7 +291,7 @@ def run_task(task, loaded: Loaded | None, error: BaseException | None, ctx: Cont
     or the failure (logged in one line, :func:`failure`) of the load or of the run; ``attempts`` counted
     from the task's, ``read_retries`` from the load (also when every read failed). One bad tomogram never
     stops the caller."""
-    tomo_id = task.tomo_id or tomo_id_of(task.source)
+    tomo_id = task.name
     if error is not None:
         result = failure(tomo_id, error, task.source, outcome_of(ctx.manifest))
         result.read_retries = error.retries if isinstance(error, ReadFailed) else 0

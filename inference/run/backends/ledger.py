@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Callable
 
 from inference.common.errors import EngineError
 from inference.common.progress import progress_bar
+from inference.io.sources import tomo_id_of
 from inference.run.plan import STOP
 from inference.run.results import TomoResult
 
@@ -63,6 +64,11 @@ class Task:
     attempt: int = 0
     plan: "Plan | None" = None  # None: the full ensemble
     tomo_id: str | None = None  # the run's name for it (a copick run's); None: the source's own
+
+    @property
+    def name(self) -> str:
+        """Its tomo_id: the run's name for it, else its source's own (:func:`inference.io.sources.tomo_id_of`)."""
+        return self.tomo_id or tomo_id_of(self.source)
 
 
 def task_source(source: str | Path) -> str:

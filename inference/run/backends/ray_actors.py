@@ -165,7 +165,6 @@ class TomogramActor:
 
     def run(self, task: Task, upcoming: Task | None) -> tuple[int, str]:
         """Run ``task`` (read ahead if it was announced) while reading ``upcoming`` in the background."""
-        from inference.io.sources import tomo_id_of
         from inference.run.tomogram import run_task
 
         outcome = self._take(task)
@@ -173,7 +172,7 @@ class TomogramActor:
         if upcoming is not None:
             self._read_ahead(upcoming)
         if self.hook is not None and "error" not in outcome:
-            self.hook(tomo_id_of(task.source), task.attempt)
+            self.hook(task.name, task.attempt)
         result = run_task(task, outcome.pop("loaded", None), outcome.get("error"), self.ctx)
         return task.index, result.to_json()
 
