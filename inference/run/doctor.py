@@ -250,11 +250,12 @@ def verdict(report: Report, device: str, ort_provider: str = "cuda") -> tuple[st
         return _provider_verdict(report.onnxruntime, prov.CPU, "pip install --force-reinstall 'motorfinder[cpu]'")
     if device != "cuda":
         return f"unknown device {device!r}", "use --device cpu or --device cuda"
+    # ONNX members (or no manifest: the default, ONNX members) need ONNX Runtime's GPU provider
+    ort = (_provider_verdict(report.onnxruntime, prov.PROVIDERS.get(ort_provider, prov.CUDA),
+                             f"{_ORT_GPU}, or run with --device cpu") if onnx or not report.members else None)
     if not report.cuda.ok:
-        also = (_provider_verdict(report.onnxruntime, prov.PROVIDERS.get(ort_provider, prov.CUDA), _ORT_GPU)
-                if onnx or not report.members else None)
-        if also is not None:  # the GPU stack is missing, not one piece: the extra that brings it all
-            return (f"cupy: {report.cuda.problem}; {also[0]}",
+        if ort is not None:  # the GPU stack is missing, not one piece: the extra that brings it all
+            return (f"cupy: {report.cuda.problem}; {ort[0]}",
                     "pip install 'motorfinder[gpu]' (CUDA 12: CuPy, onnxruntime-gpu 1.26, TensorRT 10; uninstall the "
                     "CPU onnxruntime first: pip uninstall -y onnxruntime), or run with --device cpu")
         return f"cupy: {report.cuda.problem}", report.cuda.fix or "run with --device cpu"
@@ -265,10 +266,7 @@ def verdict(report: Report, device: str, ort_provider: str = "cuda") -> tuple[st
     if unfit:
         return (f"member {unfit[0].member}: {unfit[0].detail}",
                 "rebuild the engine on this machine (python -m export tensorrt), or use the member's .onnx")
-    if onnx or not report.members:  # no manifest: the default, ONNX members
-        return _provider_verdict(report.onnxruntime, prov.PROVIDERS.get(ort_provider, prov.CUDA),
-                                 f"{_ORT_GPU}, or run with --device cpu")
-    return None
+    return ort
 
 
 def _provider_verdict(ort: OrtReport, wanted: str, install: str) -> tuple[str, str] | None:

@@ -325,7 +325,7 @@ def finish_run(run: Run) -> PredictResult:
             write_csv_atomic(picks, Path(cfg.candidates_dir) / "candidates.csv")
         for name, df in tables.items():
             write_csv_atomic(df, Path(cfg.candidates_dir) / f"{name}.csv")
-        if len(names) > 1 and task is None:
+        if len(names) > 1:
             write_csv_atomic(fused, Path(cfg.candidates_dir) / "fused.csv")
     if cfg.copick_out is not None:
         from inference.run.copick_out import write_copick
