@@ -33,11 +33,6 @@ def kernel_widths(kernel, ndim: int = 3) -> tuple[int, ...]:
     return ks
 
 
-def _check(heat) -> None:
-    if heat.ndim != 3:
-        raise ValueError(f"heat must be 3D, got shape {tuple(heat.shape)}")
-
-
 def box_max(heat, kernel, xp=None):
     """Max over the ``kernel``-wide box around each cell (one odd width, or one per axis); outside
     the array counts as -inf; NaN propagates. Separable: one padded pass per axis. Any rank;
@@ -121,8 +116,7 @@ def _kernel():
 
 def _local_max_mask_cupy(heat, kernel, min_conf):
     cp = import_cupy()
-    h = cp.ascontiguousarray(heat, dtype=cp.float32)
-    _check(h)
+    h = cp.ascontiguousarray(heat, dtype=cp.float32)  # 3D: local_max_mask sends other ranks to box_max
     rz, ry, rx = (k // 2 for k in kernel_widths(kernel, 3))
     mask = cp.empty(h.shape, dtype=cp.bool_)
     if h.size == 0:

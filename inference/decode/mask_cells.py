@@ -192,17 +192,16 @@ def component_stats(cells: MaskCells, weighted: bool, xp=np) -> Components:
 
 
 def threshold_cells(prob, threshold: float, connectivity: int, xp=np):
-    """``(mask, cells)`` of a class map (D, H, W) on ``xp``: the mask ``prob >= float32(threshold)`` and
-    its cells with their components (:func:`label_cells_cpu` for NumPy, else :func:`label_cells_gpu`)."""
+    """The cells of a class map (D, H, W) on ``xp`` where ``prob >= float32(threshold)``, with their components (:func:`label_cells_cpu` for NumPy, else :func:`label_cells_gpu`)."""
     if xp is np:
         prob = np.ascontiguousarray(prob, dtype=np.float32)
         mask = prob >= threshold32(threshold)
-        return mask, label_cells_cpu(mask, prob, connectivity)
+        return label_cells_cpu(mask, prob, connectivity)
     from inference.decode.particle_gpu import gpu_libs
 
     prob = xp.ascontiguousarray(xp.asarray(prob, dtype=xp.float32))
     mask = prob >= threshold32(threshold)
-    return mask, label_cells_gpu(mask, prob, connectivity, gpu_libs(), xp)
+    return label_cells_gpu(mask, prob, connectivity, gpu_libs(), xp)
 
 
 def to_host(a) -> np.ndarray:

@@ -28,7 +28,7 @@ def decode_components(prob, params: DecodeParams, cell_A: Sequence[float], xp=np
     """Picks of one class map ``prob`` (D, H, W) on ``xp``: ``(cells (K, 3) float64, conf (K,) float64)``,
     best first (see the module docstring)."""
     in_cells = params.in_cells(cell_A)
-    _, cells = threshold_cells(prob, params.threshold, params.connectivity, xp)
+    cells = threshold_cells(prob, params.threshold, params.connectivity, xp)
     comps = component_stats(cells, params.weighted_centroid, xp)
     keep = comps.count >= in_cells.min_cells
     return finish(to_host(comps.centroid[keep]), to_host(comps.conf[keep]), to_host(comps.first[keep]),

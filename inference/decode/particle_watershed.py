@@ -76,7 +76,7 @@ def decode_watershed(prob, params: DecodeParams, cell_A: Sequence[float], xp=np)
     """Picks of one class map ``prob`` (D, H, W) on ``xp``: ``(cells (K, 3) float64, conf (K,) float64)``,
     best first (see the module docstring)."""
     grid = params.in_cells(cell_A)
-    _, cells = threshold_cells(prob, params.threshold, params.connectivity, xp)
+    cells = threshold_cells(prob, params.threshold, params.connectivity, xp)
     comps = component_stats(cells, params.weighted_centroid, xp)
     count = to_host(comps.count)
     keep = count >= grid.min_cells

@@ -45,7 +45,6 @@ from inference.common.file_hash import sha256_file
 
 SIDECAR_FORMAT = "motorfinder-tensorrt-sidecar"
 SIDECAR_VERSION = 1
-DEFAULT_BATCH = "1:2:4"
 DEFAULT_WORKSPACE_GB = 4.0
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -25,9 +25,8 @@ import numpy as np
 from inference.decode.particle_decode import decode_particles
 from inference.decode.particle_params import ClassTarget
 from inference.ensemble.fusion import fuse_points
+from inference.manifest.particles import BACKGROUND
 from inference.manifest.types import Fusion, Particles
-
-BACKGROUND = "background"
 
 
 @dataclass(frozen=True)

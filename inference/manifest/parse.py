@@ -104,8 +104,8 @@ _MEMBER_KEYS = {
 }
 
 
-def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True, classes=None, ensemble: str = "") -> Member:
-    """One member; ``classes`` (task particles): the manifest's classes, ``ensemble`` its ensemble."""
+def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True, classes=None) -> Member:
+    """One member; ``classes`` (task particles): the manifest's classes."""
     key = f"members[{i}]"
     data = ctx.mapping(value, key)
     particles = classes is not None
@@ -230,15 +230,14 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
     if task == "particles":
         ctx.check_keys(data, "", particle_blocks.TOP_KEYS, {"target_spacing", "members", "classes"})
         classes = particle_blocks.classes(ctx, data["classes"])
-        ensemble = data.get("ensemble", "heatmap")
     else:
         ctx.check_keys(data, "", {"task", "target_spacing", "default_spacing", "members", "threshold", "fusion"},
                        {"target_spacing", "members", "threshold"})
-        classes, ensemble = None, ""
+        classes = None
     members_raw = data["members"]
     if not isinstance(members_raw, list) or not members_raw:
         raise ctx.fail("members", "expected a non-empty list of members")
-    members = tuple(_member(ctx, m, i, check_files, classes, ensemble) for i, m in enumerate(members_raw))
+    members = tuple(_member(ctx, m, i, check_files, classes) for i, m in enumerate(members_raw))
     names = [m.name for m in members]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -30,10 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from kernels.accumulate import accumulate
+from kernels.accumulate import MODES, accumulate
 from kernels.resample import half_pixel_taps
-
-MODES = ("mean", "max")
 
 
 def check_mode(mode: str) -> None:
