@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from inference.common.errors import InputError
-from kaggle_builder.config import BuildConfig, check_task, validate_config
+from kaggle_builder.config import BuildConfig, validate_config
 from kaggle_builder.dataset import write_dataset
 from kaggle_builder.image import KaggleImage, load_image
 from kaggle_builder.members import EngineFile, find_engines, read_members
@@ -92,8 +92,7 @@ def build(cfg: BuildConfig, *, wheel_source: WheelSource | None = None,
 
     validate_config(cfg)
     image = image or load_image()
-    check_task(cfg.manifest, cfg.target)
-    manifest, members = read_members(cfg.manifest)
+    manifest, members = read_members(cfg.manifest, cfg.target)
     out = Path(cfg.out)
     check_parent(out)
     for name in ("dataset", "notebook"):

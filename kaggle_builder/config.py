@@ -108,12 +108,8 @@ def validate_config(cfg: BuildConfig) -> None:
         raise InputError(None, "--with-tensorrt and --no-wheels contradict each other", "drop one of them")
 
 
-def check_task(manifest_path: Path, target: Target) -> None:
-    """The manifest's members must be for the target's task (motors for byu, particles for czii); checked
-    before its member files are looked for (the manifest's own problems are its one-line errors)."""
-    from inference.manifest.parse import parse_manifest, read_manifest_yaml
-
-    task = parse_manifest(read_manifest_yaml(manifest_path), Path(manifest_path), check_files=False).task
+def check_task(manifest_path: Path, task: str, target: Target) -> None:
+    """The manifest's ``task`` must be the target's (motors for byu, particles for czii)."""
     if task == target.task:
         return
     other = next((t for t in TARGETS.values() if t.task == task), None)

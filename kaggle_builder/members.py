@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from inference.common.errors import InputError
+from kaggle_builder.config import check_task
+from kaggle_builder.target import Target
 
 ENGINE_SUFFIXES = (".engine", ".plan")
 
@@ -41,16 +43,18 @@ def _export_fix(manifest: Path) -> str:
             "--demo does all of it)")
 
 
-def read_members(manifest_path: Path):
-    """Validate the manifest and list its member files; every problem is an InputError naming the file.
+def read_members(manifest_path: Path, target: Target):
+    """Validate the manifest (for ``target``'s task) and list its member files; every problem is an InputError
+    naming the file: the manifest's own, then a task that is not the target's, then missing member files.
 
     Returns ``(manifest, [MemberFiles])``.
     """
-    from inference.manifest.parse import load_manifest, parse_manifest, read_manifest_yaml
+    from inference.manifest.parse import parse_manifest, read_manifest_yaml
 
     manifest_path = Path(manifest_path)
     raw = read_manifest_yaml(manifest_path)
-    parse_manifest(raw, manifest_path, check_files=False)  # everything but the files, with the manifest's message
+    task = parse_manifest(raw, manifest_path, check_files=False).task  # all but the files, the manifest's message
+    check_task(manifest_path, task, target)
     missing = []
     for i, m in enumerate(raw["members"]):
         rel = Path(m["model"])
@@ -62,7 +66,7 @@ def read_members(manifest_path: Path):
     if missing:
         raise InputError(manifest_path, f"{len(missing)} member file(s) not found ({'; '.join(missing)})",
                          _export_fix(manifest_path))
-    manifest = load_manifest(manifest_path)
+    manifest = parse_manifest(raw, manifest_path)
     members = []
     root = manifest_path.parent.resolve()
     for i, m in enumerate(manifest.members):

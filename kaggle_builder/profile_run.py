@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from inference.common.errors import InputError
-from kaggle_builder.config import check_task
 from kaggle_builder.cost import parse_flops_md
 from kaggle_builder.members import read_members
 from kaggle_builder.ownership import owned_dir
@@ -104,8 +103,7 @@ def run_profile(manifest_path: Path, out: Path, *, target: Target = BYU, n_tomog
     if min(n_tomograms, gpus, profile_tomograms, cpu_machines) < 1:
         raise InputError(None, "--test-tomograms, --gpus, --cpu-machines and --profile-tomograms must be >= 1",
                          f"pass e.g. --test-tomograms {target.hidden_test_tomograms} --gpus 2 --profile-tomograms 2")
-    check_task(manifest_path, target)
-    manifest, _ = read_members(manifest_path)
+    manifest, _ = read_members(manifest_path, target)
     overrides = parse_gpu_seconds(gpu_seconds, [m.name for m in manifest.members])
     with owned_dir(out) as out, tempfile.TemporaryDirectory(prefix="motorfinder-profile-") as tmp:
         data, spacing_csv = synthetic_input(target, Path(tmp) / "data", profile_tomograms, seed, scale, progress)
