@@ -133,8 +133,9 @@ def _copick_labels(source: Path, classes, user_id: str | None) -> ParticleLabels
     points = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({c: [] for c in COLUMNS})
     points = points.astype({"experiment": object, "particle_type": object, "x": float, "y": float, "z": float})
     experiments = tuple(sorted({e for e, _ in found}))
-    if points.duplicated(subset=["experiment", *XYZ]).any():
-        row = points.loc[points.duplicated(subset=["experiment", *XYZ])].iloc[0]
+    twice = points.duplicated(subset=["experiment", *XYZ])
+    if twice.any():
+        row = points.loc[twice].iloc[0]
         raise InputError(source, f"the label point ({row['experiment']}, x={row['x']}, y={row['y']}, z={row['z']}) "
                          "is in two picks files (or twice in one)",
                          "pass --labels-user to read one user's picks (Kaggle's ground truth: curation)")

@@ -46,8 +46,9 @@ from inference.evaluate.particle_metric import (
     weighted_score,
 )
 from inference.manifest.particle_classes import CZII_CLASSES, ParticleClass
+from inference.manifest.types import Particles
 
-DEFAULT_FLOOR = 0.05  # the manifest's default candidate_floor (inference.manifest.particles)
+DEFAULT_FLOOR = Particles.candidate_floor  # the manifest's default candidate_floor
 MAX_STEP = 0.005
 
 
