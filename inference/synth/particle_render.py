@@ -20,6 +20,7 @@ from inference.common.errors import InputError
 from inference.manifest.particle_classes import ParticleClass
 from inference.synth.particle_scene import Particle, particle_counts, place_particles
 from inference.synth.particle_shapes import class_shape, particle_density
+from inference.synth.render import box_offsets, logistic, radius2, scipy_ndimage
 
 BLUR_Z = (1.0, 1.4)  # Gaussian blur sigma along z (voxels)
 BLUR_YX = (0.7, 1.0)  # along y and x
@@ -34,28 +35,9 @@ GAIN = (0.5, 2.0)  # arbitrary units of the written volume
 OFFSET = (-1.0, 1.0)
 
 
-def _ndimage():
-    """scipy.ndimage, imported on first use (``python -m inference --help`` stays fast)."""
-    from scipy import ndimage
-
-    return ndimage
-
-
-def _box(centre: Sequence[float], half: float, shape: Sequence[int], spacing_A: float):
-    """Slices of the box of half-width ``half`` voxels around ``centre`` and the Å offsets of its voxels."""
-    sl, offs = [], []
-    for c, n in zip(centre, shape):
-        a, b = max(0, math.floor(c - half)), min(int(n), math.ceil(c + half) + 1)
-        if b <= a:
-            return None
-        sl.append(slice(a, b))
-        offs.append((np.arange(a, b) - c) * spacing_A)
-    return tuple(sl), offs
-
-
 def render_particle(vol: np.ndarray, particle: Particle, cls: ParticleClass, spacing_A: float) -> None:
     """Add one particle's density (its class shape at its radius, rotation and contrast) to ``vol``."""
-    box = _box(particle.zyx, cls.radius_A / spacing_A + 2.0, vol.shape, spacing_A)
+    box = box_offsets(particle.zyx, cls.radius_A / spacing_A + 2.0, vol.shape, spacing_A, np.float64)
     if box is None:
         return
     sl, (dz, dy, dx) = box
@@ -75,18 +57,17 @@ def _blobs(vol: np.ndarray, particles: Sequence[Particle], classes: Sequence[Par
         amp = rng.uniform(*BLOB_CONTRAST)
         if len(centres) and (np.linalg.norm(centres - c * spacing_A, axis=1) < radii + r + 10.0).any():
             continue
-        box = _box(c, r / spacing_A + 2.0, vol.shape, spacing_A)
+        box = box_offsets(c, r / spacing_A + 2.0, vol.shape, spacing_A, np.float64)
         if box is None:
             continue
-        sl, (dz, dy, dx) = box
-        r2 = dz[:, None, None] ** 2 + dy[None, :, None] ** 2 + dx[None, None, :] ** 2
-        vol[sl] += (amp * 0.5 * (1.0 + np.tanh(0.5 * (r - np.sqrt(r2)) / 3.0))).astype(np.float32)
+        sl, offs = box
+        vol[sl] += (amp * logistic((r - np.sqrt(radius2(offs))) / 3.0)).astype(np.float32)
 
 
 def _smooth_1d(rng: np.random.Generator, n: int, knots: int) -> np.ndarray:
     """A smooth random curve of ``n`` samples through ``knots`` normal knots (cubic interpolation)."""
     k = rng.normal(size=knots)
-    return _ndimage().zoom(k, n / knots, order=3, mode="reflect", grid_mode=True)[:n]
+    return scipy_ndimage().zoom(k, n / knots, order=3, mode="reflect", grid_mode=True)[:n]
 
 
 def _add_smooth_field(rng: np.random.Generator, out: np.ndarray, amplitude: float, terms: int = 3) -> None:
@@ -122,14 +103,14 @@ def render_particle_tomogram(rng: np.random.Generator, shape: Sequence[int], spa
     noise_sd, grain = r_look.uniform(*NOISE_SD), r_look.uniform(*NOISE_GRAIN)
     bg_amp, gain, offset = r_look.uniform(*BACKGROUND), r_look.uniform(*GAIN), r_look.uniform(*OFFSET)
     out = np.empty_like(vol)
-    _ndimage().gaussian_filter(vol, sigmas, output=out, mode="nearest")
+    scipy_ndimage().gaussian_filter(vol, sigmas, output=out, mode="nearest")
     np.negative(out, out=out)
     if not noise:
         return out
     buf = vol  # the density is drawn: its buffer holds the white noise, then the noise's slow part
     r_noise.standard_normal(dtype=np.float32, out=buf)
-    fine = _ndimage().gaussian_filter(buf, grain, mode="wrap")
-    _ndimage().gaussian_filter(fine, NOISE_SLOW, output=buf, mode="wrap")
+    fine = scipy_ndimage().gaussian_filter(buf, grain, mode="wrap")
+    scipy_ndimage().gaussian_filter(fine, NOISE_SLOW, output=buf, mode="wrap")
     fine -= buf
     fine *= np.float32(noise_sd / max(float(fine.std()), 1e-12))
     out += fine

@@ -28,6 +28,8 @@ from functools import cache
 
 import numpy as np
 
+from inference.synth.render import logistic
+
 #: Soft edge of every part (Å): the density falls from 0.73 to 0.27 over 2 x EDGE_A across a surface.
 EDGE_A = 3.0
 
@@ -128,7 +130,7 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 def _soft_inside(q: np.ndarray, scale_A: float) -> np.ndarray:
     """Logistic inside-ness from the ellipsoidal radius ``q`` (1 on the surface), edge ~EDGE_A."""
-    return 0.5 * (1.0 + np.tanh(0.5 * (1.0 - q) * scale_A / EDGE_A))
+    return logistic((1.0 - q) * scale_A / EDGE_A)
 
 
 def particle_density(parts: tuple[Part, ...], radius_A: float, rotation: np.ndarray, dz: np.ndarray,

@@ -44,8 +44,9 @@ _Z_CHUNK = 8  # slices per chunk when evaluating whole-volume fields (keeps buff
 # --------------------------------------------------------------------------------------------
 # Rendering helpers (densities: positive = dense = dark in the JPEG)
 # --------------------------------------------------------------------------------------------
-def _box(centre_vox: np.ndarray, half_vox: float, shape: Sequence[int], spacing_A: float):
-    """Slices of a local box around a point and the Å offsets of its voxels from the point per axis."""
+def box_offsets(centre_vox: np.ndarray, half_vox: float, shape: Sequence[int], spacing_A: float, dtype=np.float32):
+    """Slices of a local box around a point and the Å offsets (``dtype``) of its voxels from the point per axis;
+    None when the box lies outside the volume."""
     sl, offs = [], []
     for c, n in zip(centre_vox, shape):
         a = max(0, int(math.floor(c - half_vox)))
@@ -53,16 +54,18 @@ def _box(centre_vox: np.ndarray, half_vox: float, shape: Sequence[int], spacing_
         if b <= a:
             return None
         sl.append(slice(a, b))
-        offs.append(((np.arange(a, b) - c) * spacing_A).astype(np.float32))
+        offs.append(((np.arange(a, b) - c) * spacing_A).astype(dtype, copy=False))
     return tuple(sl), offs
 
 
-def _r2(offs) -> np.ndarray:
+def radius2(offs) -> np.ndarray:
+    """Squared distance (Å²) of each voxel of a :func:`box_offsets` box from its point."""
     dz, dy, dx = offs
     return dz[:, None, None] ** 2 + dy[None, :, None] ** 2 + dx[None, None, :] ** 2
 
 
-def _logistic(x: np.ndarray) -> np.ndarray:
+def logistic(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), written with tanh."""
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
@@ -86,7 +89,7 @@ def render_cells(vol: np.ndarray, cells: Sequence[Cell], spacing_A: float, rng: 
         amp = rng.uniform(0.8, 1.1)
         cyto = rng.uniform(0.12, 0.25)
         lut = amp * (np.exp(-0.5 * (d_lut / sig) ** 2) + np.exp(-0.5 * ((d_lut + MEMBRANE_SEPARATION_A) / sig) ** 2))
-        lut += cyto * _logistic(-(d_lut + MEMBRANE_SEPARATION_A + 2.5 * sig) / 8.0)
+        lut += cyto * logistic(-(d_lut + MEMBRANE_SEPARATION_A + 2.5 * sig) / 8.0)
         lut = lut.astype(np.float32)
         p, p2, _, _ = cell.parts(0.0, y, x)
         _, _, q, q2 = cell.parts(z, 0.0, 0.0)
@@ -127,22 +130,22 @@ def _motor_axis(centre_A: np.ndarray, cells: Sequence[Cell], rng: np.random.Gene
 def render_motor(vol: np.ndarray, centre_vox: np.ndarray, axis: np.ndarray, contrast: float, spacing_A: float) -> None:
     """Add one motor: a torus-like C-ring (450 Å across, 225 Å thick) around a denser core."""
     half = (MOTOR_DIAMETER_A / 2 + 40.0) / spacing_A
-    box = _box(centre_vox, half, vol.shape, spacing_A)
+    box = box_offsets(centre_vox, half, vol.shape, spacing_A)
     if box is None:
         return
     sl, (dz, dy, dx) = box
     n = np.asarray(axis, dtype=np.float32)
-    r2 = _r2((dz, dy, dx))
+    r2 = radius2((dz, dy, dx))
     a = dz[:, None, None] * n[0] + dy[None, :, None] * n[1] + dx[None, None, :] * n[2]
     rho = np.sqrt(np.maximum(r2 - a**2, 0.0))
     q_ring = np.sqrt(((rho - MOTOR_RING_RADIUS_A) / MOTOR_RING_HALF_WIDTH_A) ** 2 + (a / (MOTOR_THICKNESS_A / 2)) ** 2)
     q_core = np.sqrt((rho / MOTOR_CORE_RADIUS_A) ** 2 + (a / MOTOR_CORE_HALF_HEIGHT_A) ** 2)
-    dens = np.maximum(_logistic((1.0 - q_ring) / 0.12), 1.25 * _logistic((1.0 - q_core) / 0.12))
+    dens = np.maximum(logistic((1.0 - q_ring) / 0.12), 1.25 * logistic((1.0 - q_core) / 0.12))
     vol[sl] += (contrast * dens).astype(np.float32)
 
 
 def _gauss_blob(vol: np.ndarray, centre_vox: np.ndarray, sigma_A: float, amp: float, spacing_A: float) -> None:
-    box = _box(centre_vox, 2.5 * sigma_A / spacing_A, vol.shape, spacing_A)
+    box = box_offsets(centre_vox, 2.5 * sigma_A / spacing_A, vol.shape, spacing_A)
     if box is None:
         return
     sl, (dz, dy, dx) = box
@@ -163,23 +166,23 @@ def render_ribosome(vol: np.ndarray, centre_vox: np.ndarray, rng: np.random.Gene
 
 def render_gold(vol: np.ndarray, centre_vox: np.ndarray, radius_A: float, amp: float, spacing_A: float) -> None:
     """A gold bead: a very dense sphere with a faint bright halo."""
-    box = _box(centre_vox, 3.0 * radius_A / spacing_A, vol.shape, spacing_A)
+    box = box_offsets(centre_vox, 3.0 * radius_A / spacing_A, vol.shape, spacing_A)
     if box is None:
         return
     sl, offs = box
-    r = np.sqrt(_r2(offs))
-    dens = _logistic((radius_A - r) / (0.12 * radius_A)) - 0.08 * np.exp(-(((r - 1.8 * radius_A) / (0.5 * radius_A)) ** 2))
+    r = np.sqrt(radius2(offs))
+    dens = logistic((radius_A - r) / (0.12 * radius_A)) - 0.08 * np.exp(-(((r - 1.8 * radius_A) / (0.5 * radius_A)) ** 2))
     vol[sl] += (amp * dens).astype(np.float32)
 
 
 def render_vesicle(vol: np.ndarray, centre_vox: np.ndarray, radius_A: float, amp: float, spacing_A: float) -> None:
     """A membrane vesicle: one thin dark spherical shell."""
     sig = VESICLE_MEMBRANE_A / _FWHM
-    box = _box(centre_vox, (radius_A + 4 * sig) / spacing_A, vol.shape, spacing_A)
+    box = box_offsets(centre_vox, (radius_A + 4 * sig) / spacing_A, vol.shape, spacing_A)
     if box is None:
         return
     sl, offs = box
-    r = np.sqrt(_r2(offs))
+    r = np.sqrt(radius2(offs))
     vol[sl] += (amp * np.exp(-0.5 * ((r - radius_A) / sig) ** 2)).astype(np.float32)
 
 
@@ -240,7 +243,7 @@ def render_distractors(
             _gauss_blob(vol, p / spacing_A, sig, rng.uniform(0.4, 0.9), spacing_A)
 
 
-def _ndimage():
+def scipy_ndimage():
     """scipy.ndimage, imported on first use (``python -m inference --help`` stays fast)."""
     from scipy import ndimage
 
@@ -254,7 +257,7 @@ def _noise_gain(sigmas: Sequence[float], truncate: float) -> float:
         half = int(truncate * s + 0.5)
         delta = np.zeros(2 * half + 1)
         delta[half] = 1.0
-        w = _ndimage().gaussian_filter1d(delta, s, truncate=truncate, mode="constant")
+        w = scipy_ndimage().gaussian_filter1d(delta, s, truncate=truncate, mode="constant")
         g *= float(np.sum(w**2))
     return math.sqrt(g)
 
@@ -262,7 +265,7 @@ def _noise_gain(sigmas: Sequence[float], truncate: float) -> float:
 def _smooth_field_2d(rng: np.random.Generator, ny: int, nx: int, n_knots: int = 5) -> np.ndarray:
     """A smooth random 2D field of unit-ish amplitude (cubic interpolation of a coarse grid)."""
     knots = rng.normal(size=(n_knots, n_knots))
-    field = _ndimage().zoom(knots, (ny / n_knots, nx / n_knots), order=3, mode="reflect", grid_mode=True)
+    field = scipy_ndimage().zoom(knots, (ny / n_knots, nx / n_knots), order=3, mode="reflect", grid_mode=True)
     out = np.zeros((ny, nx))
     out[: min(ny, field.shape[0]), : min(nx, field.shape[1])] = field[:ny, :nx]
     return out
@@ -318,7 +321,7 @@ def render_tomogram(
         vol += buf
     else:
         buf = np.empty(shape, dtype=np.float32)
-    _ndimage().gaussian_filter(vol, sigmas, output=buf, truncate=truncate, mode="nearest")
+    scipy_ndimage().gaussian_filter(vol, sigmas, output=buf, truncate=truncate, mode="nearest")
 
     nz, ny, nx = shape
     base = r_look.uniform(128.0, 150.0)
