@@ -28,7 +28,7 @@ import numpy as np
 from inference.decode.peaks import find_peaks
 from inference.manifest.particle_classes import CZII_CLASSES, CZII_SPACING_A
 from inference.synth.particle_demo_model import STRIDE, ParticleHead, default_head_path, feature_model
-from inference.synth.particle_project import run_rng
+from inference.synth.particle_project import run_streams
 from inference.synth.particle_render import draw_run
 from inference.synth.particle_scene import DEFAULT_SCALE, run_shape
 
@@ -53,7 +53,7 @@ def calibration_runs(seed: int = CALIBRATION_SEED, n: int = CALIBRATION_RUNS, sc
     """Yield ``(zscored volume, centres (M, 3) level-0 voxels, classes (M,))`` of runs 0..n-1 of a project."""
     shape = run_shape(scale)
     for i in range(n):
-        _, r_run = (np.random.default_rng(s) for s in run_rng(seed, i).integers(0, 2**63 - 1, size=2))
+        _, r_run = run_streams(seed, i)
         particles, vol = draw_run(r_run, shape, CZII_SPACING_A, CZII_CLASSES)
         std = float(vol.std())
         z = ((vol - vol.mean()) / (std if std > 0 else 1.0)).astype(np.float32)

@@ -65,6 +65,13 @@ def run_rng(seed: int, i: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(PARTICLES_KEY, i)))
 
 
+def run_streams(seed: int, i: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """``(name stream, run stream)`` of run ``i``: the run's name, and its particles and volume
+    (:func:`inference.synth.particle_render.draw_run`), drawn apart so either can change alone."""
+    r_name, r_run = (np.random.default_rng(s) for s in run_rng(seed, i).integers(0, 2**63 - 1, size=2))
+    return r_name, r_run
+
+
 def _run_name(rng: np.random.Generator, used: set[str]) -> str:
     while True:
         name = f"TS_{int(rng.integers(1, 100))}_{int(rng.integers(1, 10))}"
@@ -118,7 +125,7 @@ def generate_particles(out_dir: str | Path, n: int, seed: int, *, scale: float =
     used: set[str] = set()
     try:
         for i in range(n):
-            r_name, r_run = (np.random.default_rng(s) for s in run_rng(seed, i).integers(0, 2**63 - 1, size=2))
+            r_name, r_run = run_streams(seed, i)
             run = _run_name(r_name, used)
             particles, vol = draw_run(r_run, shape, CZII_SPACING_A, classes)
             run_dir = out / "ExperimentRuns" / run
