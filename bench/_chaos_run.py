@@ -195,9 +195,10 @@ def chaos_run(backend: str, manifest: Path, data: Path, root: Path, plan: dict, 
         if run.code != 0:
             raise RuntimeError(f"the clean {backend} run failed (exit {run.code}): {run.log[-2000:]}")
         o.clean_walls.append(run.wall)
-        if clean is not None and outputs(out) != clean:
+        got = outputs(out)
+        if clean is not None and got != clean:
             raise RuntimeError(f"two clean {backend} runs differ: the comparison means nothing")
-        clean = outputs(out)
+        clean = got
     out = root / f"{backend}-chaos"
     cmd = [python, "-c", LAUNCHER, str(plan_path), *predict_args(manifest, data, out, backend, read_retries)]
     first = launch(cmd, out, "killed", kill_at=plan["main_kill_at"])

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 
-from _chaos_run import ChaosOutcome, chaos_run, make_inputs, make_plan  # noqa: E402
+from _chaos_run import PHASES, ChaosOutcome, chaos_run, make_inputs, make_plan  # noqa: E402
 from _measure import exact, load_average, spread  # noqa: E402
 from _report import Report  # noqa: E402
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def row(o: ChaosOutcome) -> list[str]:
     clean = statistics.median(o.clean_walls)
     chaos = sum(o.chaos_walls)
-    phases = " / ".join(str(o.kills.get(p, 0)) for p in ("read", "engines", "between"))
+    phases = " / ".join(str(o.kills.get(p, 0)) for p in PHASES)
     main = (f"{o.saved_at_main_kill} saved / {o.recomputed} recomputed" if o.saved_at_main_kill is not None
             else "**not killed** (the run ended first)")
     return [o.backend, str(o.n), f"{o.total_kills} of {o.kills_planned} ({phases})", str(o.failed_reads),

@@ -113,13 +113,8 @@ class FakeGpu:
             labels, n = scipy.ndimage.label(fake.host(input), structure=fake.host(structure))
             return fake.device(fake._shuffled(labels.astype(np.int32), n)), n
 
-        def distance_transform_edt(image, sampling=None, return_distances=True, return_indices=False,
-                                   distances=None, indices=None, *, block_params=None, float64_distances=True):
-            fake._on_device("distance_transform_edt", image)
-            out = scipy.ndimage.distance_transform_edt(fake.host(image), sampling=sampling)
-            return fake.device(out if float64_distances else out.astype(np.float32))
-
-        ndi.maximum_filter, ndi.label, ndi.distance_transform_edt = maximum_filter, label, distance_transform_edt
+        ndi.maximum_filter, ndi.label = maximum_filter, label
+        ndi.distance_transform_edt = self._edt("distance_transform_edt")
         return ndi
 
     # -- cuCIM ----------------------------------------------------------------------------
@@ -135,14 +130,20 @@ class FakeGpu:
             labels = fake.device(fake._shuffled(labels.astype(np.int32), n))
             return (labels, n) if return_num else labels
 
+        measure.label, morphology.distance_transform_edt = label, self._edt("cucim distance_transform_edt")
+        return measure, morphology
+
+    def _edt(self, name: str):
+        """A stand-in of cupyx's / cuCIM's ``distance_transform_edt`` (the same signature), recorded as ``name``."""
+        fake = self
+
         def distance_transform_edt(image, sampling=None, return_distances=True, return_indices=False,
                                    distances=None, indices=None, *, block_params=None, float64_distances=True):
-            fake._on_device("cucim distance_transform_edt", image)
+            fake._on_device(name, image)
             out = scipy.ndimage.distance_transform_edt(fake.host(image), sampling=sampling)
             return fake.device(out if float64_distances else out.astype(np.float32))
 
-        measure.label, morphology.distance_transform_edt = label, distance_transform_edt
-        return measure, morphology
+        return distance_transform_edt
 
     # -- sys.modules ----------------------------------------------------------------------
     def modules(self, cucim: bool = True) -> dict:

@@ -18,6 +18,7 @@ from inference.ensemble.particle_ensemble import (
 )
 from inference.manifest.particle_classes import ParticleClass
 from inference.manifest.types import Fusion, Particles
+from tests.decode.particle_balls import distance
 
 APO = ParticleClass("apo-ferritin", 60.0, 1.0, 0.5)
 RIBO = ParticleClass("ribosome", 150.0, 1.0, 0.5)
@@ -74,8 +75,7 @@ def test_softmax_and_sigmoid():
 def ball_logits(shape, centre, radius, high=4.0):
     """Logits: the class channel ``high`` at ``centre`` falling by 1 per cell of distance inside a ball of
     ``radius`` cells, -high outside (one maximum, at the centre); background 0."""
-    zz, yy, xx = np.indices(shape)
-    d = np.sqrt((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2)
+    d = distance(shape, centre)
     cls = np.where(d <= radius, high - d, -high).astype(np.float32)
     return np.stack([np.zeros(shape, np.float32), cls])
 
