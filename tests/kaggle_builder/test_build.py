@@ -12,7 +12,6 @@ import yaml
 
 from inference.common.errors import InputError
 from inference.manifest.parse import load_manifest, parse_manifest
-from inference.synth.demo_models import write_demo_models
 from kaggle_builder import ownership
 from kaggle_builder.build import build
 from kaggle_builder.config import BuildConfig, slug_of_title
@@ -22,10 +21,6 @@ from tests.kaggle_builder.kaggle_helpers import DATASET_ID, KERNEL_ID, cfg, fake
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(scope="module")
-def demo_manifest(tmp_path_factory) -> Path:
-    return write_demo_models(tmp_path_factory.mktemp("models"), with_2d=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import tomllib
 
 import build_submission as bs
 from inference.manifest.parse import load_manifest
-from inference.synth.demo_models import write_demo_models
 from inference.synth.particle_demo_model import write_particle_demo_models
 from inference.synth.particle_project import SPACING_FOLDER, SUBMISSION_COLUMNS
 from kaggle_builder.build import build
@@ -35,10 +34,6 @@ CLASSES = ["apo-ferritin", "beta-amylase", "beta-galactosidase", "ribosome", "th
 def particle_manifest(tmp_path_factory) -> Path:
     return write_particle_demo_models(tmp_path_factory.mktemp("particle-models"))
 
-
-@pytest.fixture(scope="module")
-def motor_manifest(tmp_path_factory) -> Path:
-    return write_demo_models(tmp_path_factory.mktemp("motor-models"), with_2d=True)
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +116,8 @@ def test_byu_builds_are_todays():
     assert json.loads(json.dumps(now)) == golden
 
 
-def test_byu_record_keys(motor_manifest, tmp_path):
-    res = build(cfg(motor_manifest, tmp_path / "out"), wheel_source=fake_source(tmp_path / "w"),
+def test_byu_record_keys(demo_manifest, tmp_path):
+    res = build(cfg(demo_manifest, tmp_path / "out"), wheel_source=fake_source(tmp_path / "w"),
                 wheel_builder=fake_wheel)
     record = json.loads((res.dataset_dir / RECORD_NAME).read_text())
     assert record["task"] == "motors" and record["particle_types"] == []
@@ -135,11 +130,11 @@ def test_the_particles_wheels_are_the_packages_extras():
 
 
 @pytest.mark.parametrize("target,other", [(CZII, "byu"), (BYU, "czii")])
-def test_a_manifest_of_the_other_task_is_an_error_before_writing(target, other, particle_manifest, motor_manifest,
+def test_a_manifest_of_the_other_task_is_an_error_before_writing(target, other, particle_manifest, demo_manifest,
                                                                  tmp_path):
     from inference.common.errors import InputError
 
-    manifest = motor_manifest if target is CZII else particle_manifest
+    manifest = demo_manifest if target is CZII else particle_manifest
     with pytest.raises(InputError) as err:
         build(cfg(manifest, tmp_path / "out", target=target), wheel_source=fake_source(tmp_path / "w"),
               wheel_builder=fake_wheel)
@@ -150,10 +145,10 @@ def test_a_manifest_of_the_other_task_is_an_error_before_writing(target, other, 
 
 
 @pytest.mark.parametrize("mode", [[], ["--profile"]])
-def test_the_mismatch_is_one_line_on_the_command_line(mode, motor_manifest, tmp_path, capsys):
-    rc = bs.main(["--target", "czii", *mode, "--manifest", str(motor_manifest), "--out", str(tmp_path / "o"), "-q"])
+def test_the_mismatch_is_one_line_on_the_command_line(mode, demo_manifest, tmp_path, capsys):
+    rc = bs.main(["--target", "czii", *mode, "--manifest", str(demo_manifest), "--out", str(tmp_path / "o"), "-q"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {motor_manifest}: is a task: motors manifest")
+    assert rc == 2 and len(err) == 1 and err[0].startswith(f"error: {demo_manifest}: is a task: motors manifest")
     assert "--target byu" in err[0] and not (tmp_path / "o").exists()
 
 

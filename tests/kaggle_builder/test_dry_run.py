@@ -17,7 +17,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from inference.synth.demo_models import write_demo_models
 from kaggle_builder.build import build
 from kaggle_builder.dry_run import DryRunError, dry_run
 from kaggle_builder.image import ImagePackage, KaggleImage, load_image
@@ -25,11 +24,6 @@ from kaggle_builder.image_env import fresh_env, seed_from_environment
 from kaggle_builder.target import STATUS_NAME
 from kaggle_builder.wheels import ShippedWheel
 from tests.kaggle_builder.kaggle_helpers import cfg, repack
-
-
-@pytest.fixture(scope="module")
-def demo_manifest(tmp_path_factory) -> Path:
-    return write_demo_models(tmp_path_factory.mktemp("models"), with_2d=True)
 
 
 def local_image(*extra: str) -> KaggleImage:

@@ -13,7 +13,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from inference.common.errors import InputError
 from inference.manifest.parse import load_manifest, parse_manifest
-from inference.synth.demo_models import write_demo_models
 from kaggle_builder.cost import T4_PEAK_FLOPS, flops_bound_seconds, onnx_flops, parse_flops_md, reference_windows
 from kaggle_builder.profile import HOST_SEGMENT, MemberMeasure, TomoMeasure, parse_gpu_seconds, profile_report
 from kaggle_builder.profile_render import Y_TOP, markdown
@@ -24,10 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 MEDIAN_SHAPE, MEDIAN_SPACING_A = BYU.median_shape, BYU.median_spacing_A
 STAGES = dict(read=2.0, resample=3.0, engine=10.0, stitch=5.0, decode=1.0, fusion=0.5)
 
-
-@pytest.fixture(scope="module")
-def demo_manifest(tmp_path_factory) -> Path:
-    return write_demo_models(tmp_path_factory.mktemp("models"), with_2d=True)
 
 
 def _measure(name, shape, spacing, **seconds):

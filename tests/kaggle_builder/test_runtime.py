@@ -233,11 +233,11 @@ def test_environment_main_prints_json(capsys):
 
 
 @pytest.fixture
-def engine_run(kaggle, monkeypatch, demo_manifest_dir):
+def engine_run(kaggle, monkeypatch, demo_manifest):
     """A run on 'cuda' whose dataset holds the demo members, with a stand-in TensorRT."""
     import shutil
 
-    for p in demo_manifest_dir.iterdir():
+    for p in demo_manifest.parent.iterdir():
         shutil.copy2(p, kaggle.ds / ("weights_manifest.yaml" if p.suffix == ".yaml" else p.name))
     record = json.loads((kaggle.ds / RECORD_NAME).read_text())
     record["engine_members"] = {"demo3d": {"onnx": "demo3d.onnx", "batch": [1, 2, 2], "engines": []},
@@ -250,12 +250,6 @@ def engine_run(kaggle, monkeypatch, demo_manifest_dir):
     run.install()
     return run
 
-
-@pytest.fixture(scope="module")
-def demo_manifest_dir(tmp_path_factory):
-    from inference.synth.demo_models import write_demo_models
-
-    return write_demo_models(tmp_path_factory.mktemp("models"), with_2d=True).parent
 
 
 def test_engines_are_built_and_predict_uses_them(engine_run, monkeypatch):
