@@ -6,20 +6,15 @@ from __future__ import annotations
 import importlib
 import statistics
 import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.bench_modules import BENCH, load
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield {name: importlib.import_module(name) for name in ("_measure", "_report", "run_all")}
-    finally:
-        sys.path.remove(str(BENCH))
+    return {name: load(name) for name in ("_measure", "_report", "run_all")}
 
 
 def test_spread_is_median_min_max(bench):
@@ -169,11 +164,7 @@ def test_every_table_has_a_doc_section(bench):
 
 def test_end_to_end_findings_state_the_non_engine_bound(bench):
     M = bench["_measure"]
-    sys.path.insert(0, str(BENCH))
-    try:
-        E = importlib.import_module("_e2e")
-    finally:
-        sys.path.remove(str(BENCH))
+    E = load("_e2e")
     ours, straight = E.ours_label(0), E.STRAIGHT
     walls = {ours: [9.0, 10.0, 11.0], straight: [12.0, 12.0, 13.0]}
     engine = {ours: [8.0, 8.0, 9.0], straight: [8.0, 8.0, 8.0]}
@@ -193,11 +184,7 @@ def test_end_to_end_findings_state_the_non_engine_bound(bench):
 def test_plain_window_loop_covers_every_cell(bench):
     import numpy as np
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        E = importlib.import_module("_e2e")
-    finally:
-        sys.path.remove(str(BENCH))
+    E = load("_e2e")
     vol = np.zeros((40, 70, 50), np.float32)
     ones = lambda b: np.ones((b.shape[0], 1, *(s // 16 for s in b.shape[2:])), np.float32)  # noqa: E731
     heat = E.plain_windows(vol, ones, (32, 32, 32), 0.25, 2)

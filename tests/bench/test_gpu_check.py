@@ -3,7 +3,6 @@ available here, comparisons, the projection, the report) runs with fakes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,20 +12,10 @@ import pandas as pd
 import pytest
 
 from kernels.array_module import cupy_available
+from tests.bench.bench_modules import load
 from tests.fake_gpu_modules import FakeCupy, FakeOrt, importer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return module
 
 
 gpu_check = load("gpu_check")

@@ -5,27 +5,22 @@ run's. The fault injector is a test hook (``bench/_chaos_hooks.py``), run throug
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.bench_modules import load
+
 N, SEED = 12, 7
 
 
 @pytest.fixture(scope="module")
 def chaos():
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("_chaos_run")
-    finally:
-        sys.path.remove(str(BENCH))
+    return load("_chaos_run")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +68,7 @@ def test_ray_actors_survive_ray_kill_failed_reads_and_a_killed_driver_with_ident
 
 
 def test_a_claim_left_by_a_process_that_died_before_logging_its_event_is_taken_over(chaos, tmp_path):
-    hooks = importlib.import_module("_chaos_hooks")
+    hooks = load("_chaos_hooks")
     plan = chaos.make_plan(SEED, N, kills=3, fail_reads=0, slices=10, read_retries=2, state=tmp_path)
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     events = plan["events"]
@@ -92,7 +87,7 @@ def test_a_claim_left_by_a_process_that_died_before_logging_its_event_is_taken_o
 
 
 def test_a_fail_read_event_under_way_goes_on_in_the_next_process_and_fails_exactly_its_reads(chaos, tmp_path):
-    hooks = importlib.import_module("_chaos_hooks")
+    hooks = load("_chaos_hooks")
     events = [{"id": "r00", "kind": "fail_read", "after": 0, "at": 3, "times": 2},
               {"id": "r01", "kind": "fail_read", "after": 0, "at": 5, "times": 1}]
     (tmp_path / "plan.json").write_text(json.dumps({"state": str(tmp_path), "events": events}))
