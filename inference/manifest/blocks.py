@@ -38,34 +38,38 @@ class Ctx:
             )
         missing = sorted(required - set(data))
         if missing:
-            raise self.fail(f"{key}.{missing[0]}" if key else missing[0], "missing required key")
+            raise self.fail(f"{key}.{missing[0]}" if key else missing[0], "missing required key", "add it")
 
     def number(self, value: Any, key: str, *, lo: float | None = None, hi: float | None = None,
                lo_open: bool = False, hi_open: bool = False) -> float:
+        bounds = ([f"{'>' if lo_open else '>='} {lo}"] if lo is not None else []) + \
+            ([f"{'<' if hi_open else '<='} {hi}"] if hi is not None else [])
+        fix = "set it to a number" + (f" {' and '.join(bounds)}" if bounds else "")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.fail(key, f"expected a finite number, got {value!r}")
+            raise self.fail(key, f"expected a finite number, got {value!r}", fix)
         v = float(value)
         if lo is not None and (v < lo or (lo_open and v == lo)):
-            raise self.fail(key, f"{v} must be {'>' if lo_open else '>='} {lo}")
+            raise self.fail(key, f"{v} must be {bounds[0]}", fix)
         if hi is not None and (v > hi or (hi_open and v == hi)):
-            raise self.fail(key, f"{v} must be {'<' if hi_open else '<='} {hi}")
+            raise self.fail(key, f"{v} must be {bounds[-1]}", fix)
         return v
 
     def integer(self, value: Any, key: str, *, lo: int = 1) -> int:
+        fix = f"set it to a whole number >= {lo}"
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"expected an integer, got {value!r}")
+            raise self.fail(key, f"expected an integer, got {value!r}", fix)
         if value < lo:
-            raise self.fail(key, f"{value} must be >= {lo}")
+            raise self.fail(key, f"{value} must be >= {lo}", fix)
         return int(value)
 
     def choice(self, value: Any, key: str, options: tuple[str, ...]) -> str:
         if value not in options:
-            raise self.fail(key, f"{value!r} is not one of {', '.join(options)}")
+            raise self.fail(key, f"{value!r} is not one of {', '.join(options)}", "use one of those")
         return str(value)
 
     def boolean(self, value: Any, key: str) -> bool:
         if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {value!r}")
+            raise self.fail(key, f"expected true or false, got {value!r}", "write true or false")
         return value
 
     def block(self, value: Any, key: str, allowed: set[str]) -> dict:
@@ -111,7 +115,8 @@ def decode(ctx: Ctx, value: Any, key: str) -> Decode:
     data = ctx.block(value, key, {"nms_kernel", "min_conf", "top_k", "border_A", "nms_radius_A"})
     k = ctx.integer(data.get("nms_kernel", Decode.nms_kernel), f"{key}.nms_kernel")
     if k % 2 == 0:
-        raise ctx.fail(f"{key}.nms_kernel", f"{k} must be odd (the window is centred on a cell)")
+        raise ctx.fail(f"{key}.nms_kernel", f"{k} must be odd (the window is centred on a cell)",
+                       f"use {k + 1} or {k - 1}" if k > 1 else "use 1 or 3")
     return Decode(
         nms_kernel=k,
         min_conf=ctx.number(data.get("min_conf", Decode.min_conf), f"{key}.min_conf", lo=0.0),
@@ -163,7 +168,8 @@ def threshold(ctx: Ctx, value: Any) -> Threshold:
     ctx.check_keys(data, "threshold", {"quantile", "fixed", "keep_equal"})
     rules = [k for k in ("quantile", "fixed") if k in data]
     if len(rules) != 1:
-        raise ctx.fail("threshold", "give exactly one of 'quantile' or 'fixed'")
+        raise ctx.fail("threshold", "needs exactly one of 'quantile' or 'fixed'",
+                       "give one, e.g. threshold: {quantile: 0.55}")
     keep_equal = ctx.boolean(data.get("keep_equal", False), "threshold.keep_equal")
     if "quantile" in data:
         return Threshold(quantile=ctx.number(data["quantile"], "threshold.quantile", lo=0.0, hi=1.0),

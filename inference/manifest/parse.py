@@ -122,7 +122,8 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True, classes=None
 
     model_rel = data["model"]
     if not isinstance(model_rel, str):
-        raise ctx.fail(f"{key}.model", f"expected a path, got {model_rel!r}")
+        raise ctx.fail(f"{key}.model", f"expected a path, got {model_rel!r}",
+                       "give the model file's path, relative to the manifest")
     model = (ctx.path.parent / model_rel).resolve()
     if model.suffix.lower() not in MODEL_SUFFIXES:
         raise ctx.fail(f"{key}.model", f"'{model_rel}' has suffix '{model.suffix}'",
@@ -134,7 +135,8 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True, classes=None
     stride = ctx.integer(data["stride"], f"{key}.stride")
     patch_raw = data["patch"]
     if not isinstance(patch_raw, (list, tuple)) or len(patch_raw) != ndim:
-        raise ctx.fail(f"{key}.patch", f"expected {ndim} integers for a {kind} member, got {patch_raw!r}")
+        raise ctx.fail(f"{key}.patch", f"expected {ndim} integers for a {kind} member, got {patch_raw!r}",
+                       "give the window the model takes, e.g. [64, 256, 256] (3d) or [512, 512] (2d)")
     patch = tuple(ctx.integer(p, f"{key}.patch") for p in patch_raw)
     for p in patch:
         if p % stride:
@@ -144,17 +146,20 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True, classes=None
     overlap_raw = data.get("overlap", 0.25)
     overlaps = overlap_raw if isinstance(overlap_raw, (list, tuple)) else [overlap_raw] * ndim
     if len(overlaps) != ndim:
-        raise ctx.fail(f"{key}.overlap", f"expected a number or {ndim} numbers, got {overlap_raw!r}")
+        raise ctx.fail(f"{key}.overlap", f"expected a number or {ndim} numbers, got {overlap_raw!r}",
+                       "give a fraction in [0, 1), e.g. overlap: 0.25")
     overlap = tuple(ctx.number(o, f"{key}.overlap", lo=0.0, hi=1.0, hi_open=True) for o in overlaps)
 
     tta_raw = data.get("tta", ["zyx" if kind == "3d" else "yx"])
     if not isinstance(tta_raw, (list, tuple)) or not tta_raw:
-        raise ctx.fail(f"{key}.tta", f"expected a non-empty list of names, got {tta_raw!r}")
+        raise ctx.fail(f"{key}.tta", f"expected a non-empty list of names, got {tta_raw!r}",
+                       "list the transforms, e.g. tta: [zyx]")
     for t in tta_raw:
         try:
             parse_tta(str(t), "zyx" if kind == "3d" else "yx")
         except ValueError as exc:
-            raise ctx.fail(f"{key}.tta", str(exc)) from None
+            raise ctx.fail(f"{key}.tta", str(exc),
+                           "name a transform <axis order>[_<axes to flip>], e.g. zyx or zyx_x") from None
 
     channels = 1
     slice_spacing = None
@@ -162,7 +167,8 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True, classes=None
     if kind == "2d":
         channels = ctx.integer(data.get("channels", 3), f"{key}.channels")
         if "slice_spacing" not in data:
-            raise ctx.fail(f"{key}.slice_spacing", "missing (required for 2d members)")
+            raise ctx.fail(f"{key}.slice_spacing", "missing (required for 2d members)",
+                           "add the Å between the slices the model was trained on, e.g. slice_spacing: 32")
         slice_spacing = ctx.number(data["slice_spacing"], f"{key}.slice_spacing", lo=0.0, lo_open=True)
         if data.get("slices") is not None:
             slices = blocks.slices(ctx, data["slices"], f"{key}.slices")
@@ -172,7 +178,7 @@ def _member(ctx: Ctx, value: Any, i: int, check_files: bool = True, classes=None
     else:
         for k2 in ("channels", "slice_spacing", "slices"):
             if k2 in data:
-                raise ctx.fail(f"{key}.{k2}", "only 2d members take this key")
+                raise ctx.fail(f"{key}.{k2}", "only 2d members take this key", "remove it")
 
     stitch = blocks.stitch(ctx, data.get("stitch"), f"{key}.stitch", stride, space="logit" if particles else "prob")
     if particles and stitch.space != "logit":
@@ -236,12 +242,12 @@ def parse_manifest(data: Any, path: Path, *, check_files: bool = True) -> Manife
         classes = None
     members_raw = data["members"]
     if not isinstance(members_raw, list) or not members_raw:
-        raise ctx.fail("members", "expected a non-empty list of members")
+        raise ctx.fail("members", "expected a non-empty list of members", "list at least one member")
     members = tuple(_member(ctx, m, i, check_files, classes) for i, m in enumerate(members_raw))
     names = [m.name for m in members]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ctx.fail("members", f"duplicate member name(s): {', '.join(dupes)}")
+        raise ctx.fail("members", f"duplicate member name(s): {', '.join(dupes)}", "give each member its own name")
     particles = particle_blocks.particles(ctx, data, classes, members) if classes is not None else None
     return Manifest(
         path=Path(path).resolve(),

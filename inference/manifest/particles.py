@@ -78,7 +78,7 @@ def classes(ctx: Ctx, value: Any) -> tuple[ParticleClass, ...]:
     names = [c.name for c in out]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ctx.fail("classes", f"duplicate class name(s): {', '.join(dupes)}")
+        raise ctx.fail("classes", f"duplicate class name(s): {', '.join(dupes)}", "list each class once")
     return tuple(out)
 
 
@@ -112,7 +112,8 @@ def decode(ctx: Ctx, value: Any, key: str, cls: tuple[ParticleClass, ...]) -> tu
         try:
             out.append(decode_params(c, method, fractions=fractions, **{**common, **own}))
         except (TypeError, ValueError) as exc:
-            raise ctx.fail(f"{key}.per_class.{c.name}" if own else key, str(exc)) from None
+            raise ctx.fail(f"{key}.per_class.{c.name}" if own else key, str(exc),
+                           "correct the value (docs/PARTICLES.md lists each decode key)") from None
     return tuple(out)
 
 

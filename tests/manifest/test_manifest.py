@@ -74,7 +74,7 @@ def test_errors_name_key_and_file(mdir, mutate, match):
     path = write(mdir, data)
     with pytest.raises(InputError, match=match) as info:
         load_manifest(path)
-    assert str(path) in str(info.value)
+    assert str(path) in str(info.value) and " Fix: " in str(info.value)  # the file, and what to do
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
@@ -145,8 +145,9 @@ def test_recipe_keys_parse_and_default_to_the_old_behaviour(mdir):
 def test_recipe_key_errors(mdir, mutate, match):
     data = copy.deepcopy(BASE)
     mutate(data["members"][0])
-    with pytest.raises(InputError, match=match):
+    with pytest.raises(InputError, match=match) as info:
         load_manifest(write(mdir, data))
+    assert " Fix: " in str(info.value)
 
 
 def test_end_placement_without_grid_stride_uses_the_stride(mdir):

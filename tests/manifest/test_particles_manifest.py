@@ -109,7 +109,7 @@ def test_bad_keys_are_one_line_naming_the_key(tmp_path, changes, key, needle):
         parse(edited(**changes), tmp_path)
     text = str(exc.value)
     assert text.startswith(str(tmp_path / "m.yaml")) and f"key '{key}'" in text and needle in text, text
-    assert "\n" not in text
+    assert "\n" not in text and " Fix: " in text, text
 
 
 def test_motor_keys_of_the_particle_task_are_refused(tmp_path):
